@@ -1,0 +1,84 @@
+"""Task loading: a loader returns rows in its kind's schema; this module checks, dedups and balances them.
+
+See docs/DESIGN.md for the three kinds (classify, pairwise, generate) and their columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+from hydra.utils import instantiate
+
+log = logging.getLogger(__name__)
+
+SCHEMAS: dict[str, tuple[str, ...]] = {
+    "classify": ("text", "label"),
+    "pairwise": ("prompt", "first", "second", "label"),
+    "generate": ("prompt", "target"),
+}
+
+
+class TaskError(ValueError):
+    """A task's data cannot be used as asked (bad row, one class, too few examples)."""
+
+
+def row_hash(row: dict[str, Any], kind: str) -> str:
+    """Content hash of the fields that define an example: used for dedup and split disjointness checks."""
+    payload = "\x1f".join(str(row[c]) for c in SCHEMAS[kind] if c != "label")
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def check_schema(ds: Dataset, kind: str, task: str) -> None:
+    """Fail with the row index and field name when a loader returned an incomplete row."""
+    if kind not in SCHEMAS:
+        raise TaskError(f"task {task!r}: unknown type {kind!r}; choices: {sorted(SCHEMAS)}")
+    missing = [c for c in SCHEMAS[kind] if c not in ds.column_names]
+    if missing:
+        raise TaskError(f"task {task!r}: loader returned no column(s) {missing}; has {ds.column_names}")
+    for c in SCHEMAS[kind]:
+        for i, v in enumerate(ds[c]):
+            if v is None or (isinstance(v, str) and not v.strip() and c != "label"):
+                raise TaskError(f"task {task!r}: row {i} (id={ds[i].get('id', i)!r}) has an empty field {c!r}")
+    if "label" in SCHEMAS[kind]:
+        bad = sorted({v for v in ds["label"] if v not in (0, 1)})
+        if bad:
+            raise TaskError(f"task {task!r}: labels must be 0/1, found {bad[:5]}")
+
+
+def balance(ds: Dataset, seed: int) -> tuple[Dataset, dict[str, int]]:
+    """Undersample the majority class so both classes are equally frequent (the paper's balanced tasks)."""
+    labels = np.asarray(ds["label"])
+    counts = {int(c): int((labels == c).sum()) for c in (0, 1)}
+    n = min(counts.values())
+    if n == 0:
+        raise TaskError(f"dataset has one class only: counts {counts}; a binary task needs both labels")
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False) for c in (0, 1)])
+    keep.sort()
+    return ds.select(keep), {"before_0": counts[0], "before_1": counts[1], "after_each": n}
+
+
+def load_task(task_cfg: Any, seed: int = 0) -> tuple[Dataset, dict[str, Any]]:
+    """Load, check, dedup and (for labelled kinds) balance a task. Returns the dataset and its counts."""
+    name, kind = task_cfg.name, task_cfg.type
+    ds = instantiate(task_cfg.loader)
+    if not isinstance(ds, Dataset):
+        raise TaskError(f"task {name!r}: loader must return datasets.Dataset, got {type(ds).__name__}")
+    check_schema(ds, kind, name)
+    hashes = [row_hash(r, kind) for r in ds]
+    seen: set[str] = set()
+    keep = [i for i, h in enumerate(hashes) if not (h in seen or seen.add(h))]
+    info: dict[str, Any] = {"loaded": len(ds), "duplicates_dropped": len(ds) - len(keep)}
+    ds = ds.select(keep)
+    ds = ds.add_column("hash", [hashes[i] for i in keep])
+    if "id" not in ds.column_names:
+        ds = ds.add_column("id", [f"{name}-{i}" for i in keep])
+    if kind != "generate" and task_cfg.get("balance", True):
+        ds, counts = balance(ds, seed)
+        info.update(counts)
+    info["size"] = len(ds)
+    return ds, info
