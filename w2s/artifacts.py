@@ -1,0 +1,170 @@
+"""Content-addressed stage artifacts: a path derived from the config that determines it, written atomically.
+
+Each artifact is a directory `<root>/<kind>/<hash>/` holding the stage's files and a `manifest.json` with the
+key, a sha256 of every file, and library versions. A directory is only ever renamed into place once complete,
+under a file lock, so a killed run leaves nothing half-written and two jobs never build the same artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+#: How many times each kind was built (not reused) in this process: tests and the sweep benchmark read it.
+BUILDS: Counter[str] = Counter()
+
+
+def to_plain(obj: Any) -> Any:
+    """Resolve OmegaConf containers into plain, JSON-able Python values."""
+    if isinstance(obj, DictConfig | ListConfig):
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
+
+
+def key_hash(key: Any) -> str:
+    """Stable hash of a config fragment (sorted JSON), 16 hex characters."""
+    blob = json.dumps(to_plain(key), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any) -> str:
+    """Strict JSON (NaN becomes null, so every reader can parse it)."""
+    return json.dumps(_finite(to_plain(obj)), indent=1, default=str, allow_nan=False)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): file_sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour changes results."""
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in (
+        "torch",
+        "transformers",
+        "datasets",
+        "pytorch-lightning",
+        "torchmetrics",
+        "hydra-core",
+        "w2s",
+    ):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def verify(folder: Path) -> str | None:
+    """None when the artifact is complete and untampered, else the reason it is not."""
+    mpath = folder / MANIFEST
+    if not mpath.exists():
+        return "no manifest"
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError:
+        return "unreadable manifest"
+    actual = _checksums(folder)
+    if actual != manifest.get("files"):
+        changed = sorted(set(actual.items()) ^ set(manifest.get("files", {}).items()))
+        return f"checksum mismatch in {sorted({name for name, _ in changed})}"
+    return None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never a truncated one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def cached(
+    root: str | Path,
+    kind: str,
+    key: Any,
+    build: Callable[[Path], dict[str, Any] | None],
+    force: bool = False,
+) -> Path:
+    """Return the artifact folder for `key`, building it with `build(tmp_dir)` unless a verified copy exists.
+
+    `build` writes its files into the given temporary folder and may return extra metadata for the manifest.
+    """
+    key = to_plain(key)
+    folder = Path(root) / kind / key_hash(key)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if folder.exists() and not force:
+            problem = verify(folder)
+            if problem is None:
+                log.info("reusing %s artifact %s", kind, folder)
+                return folder
+            log.warning("%s artifact %s is invalid (%s): recomputing", kind, folder, problem)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
+        try:
+            t0 = time.time()
+            meta = build(tmp) or {}
+            manifest = {
+                "kind": kind,
+                "key": key,
+                "meta": meta,
+                "seconds": round(time.time() - t0, 3),
+                "versions": versions(),
+                "files": _checksums(tmp),
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        BUILDS[kind] += 1
+        log.info("built %s artifact %s in %.1fs", kind, folder, manifest["seconds"])
+        return folder
+
+
+def manifest(folder: Path) -> dict[str, Any]:
+    return json.loads((Path(folder) / MANIFEST).read_text())

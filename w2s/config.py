@@ -1,0 +1,72 @@
+"""Config checks that run before any training: one clear line per bad value, naming the choices."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; raised before any stage runs."""
+
+
+def choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def model_config(name: str) -> DictConfig:
+    """A model catalogue entry by name (for `method.chain`, which lists models by name)."""
+    path = CONF_DIR / "model" / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"model {name!r} unknown; choices: {choices('model')}")
+    return OmegaConf.load(path)
+
+
+def _positive(cfg: DictConfig, path: str, kind: type = int) -> None:
+    value = OmegaConf.select(cfg, path)
+    if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{path}={value!r} must be a positive {kind.__name__}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check types, ranges, names and paths; every error names the value and what would be accepted."""
+    for name in ("weak", "transfer", "val", "test"):
+        _positive(cfg, f"split.{name}")
+    if cfg.split.ceiling_on not in ("transfer", "weak"):
+        raise ConfigError(f"split.ceiling_on={cfg.split.ceiling_on!r}; choices: ['transfer', 'weak']")
+    modes = ("weak", "oracle", "final")
+    if cfg.early_stop.mode not in modes:
+        raise ConfigError(f"early_stop.mode={cfg.early_stop.mode!r}; choices: {list(modes)}")
+    if cfg.task.type not in ("classify", "pairwise", "generate"):
+        raise ConfigError(f"task.type={cfg.task.type!r}; choices: ['classify', 'generate', 'pairwise']")
+    if not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError(f"seed={cfg.seed!r} must be a non-negative integer")
+    if not (isinstance(cfg.pgr_eps, int | float) and cfg.pgr_eps >= 0):
+        raise ConfigError(f"pgr_eps={cfg.pgr_eps!r} must be a number >= 0")
+    for role in ("supervisor", "student"):
+        m = cfg[role]
+        _positive(cfg, f"{role}.batch_size")
+        _positive(cfg, f"{role}.max_length")
+        if not isinstance(m.lr, float | int) or not (0 < float(m.lr) < 1) or math.isnan(float(m.lr)):
+            raise ConfigError(f"{role}.lr={m.lr!r} must be a number in (0, 1)")
+        if m.train_mode not in ("full", "probe", "lora"):
+            raise ConfigError(f"{role}.train_mode={m.train_mode!r}; choices: ['full', 'lora', 'probe']")
+    for name in cfg.method.get("chain") or []:
+        model_config(name)
+    if cfg.supervisor.params > cfg.student.params and not cfg.allow_smaller_student:
+        raise ConfigError(
+            f"student {cfg.student.name!r} ({cfg.student.params:.3g} params) is smaller than supervisor "
+            f"{cfg.supervisor.name!r} ({cfg.supervisor.params:.3g}); set allow_smaller_student=true if meant"
+        )
+    path = cfg.task.get("path")
+    if path is not None and not Path(path).exists():
+        raise ConfigError(f"task.path={path!r} does not exist")
+
+
+def summary(cfg: Any) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

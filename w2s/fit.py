@@ -1,0 +1,201 @@
+"""Stage functions: model inputs (tokens or cached features), training a model, predicting with it.
+
+Every function here is keyed and cached through `w2s.artifacts.cached`, so a stage whose config is unchanged
+is loaded, never recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from datasets import Dataset
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from w2s import models
+from w2s.artifacts import cached
+from w2s.data import Collate, Examples, W2SDataModule, loader
+from w2s.module import KeepBest, W2SModule, predict, trainable_state
+
+log = logging.getLogger(__name__)
+
+#: Logit count of the head per task kind: two classes, or one score per candidate (pairwise).
+N_OUT = {"classify": 2, "pairwise": 1}
+
+
+def render(task_cfg: Any, row: dict[str, Any]) -> str | list[str]:
+    """The model's input text(s) for one row: one string, or one per candidate for pairwise rows."""
+    if task_cfg.type == "pairwise":
+        tmpl = task_cfg.get("template") or "{prompt}{completion}"
+        return [tmpl.format(**{**row, "completion": row[c]}) for c in ("first", "second")]
+    return (task_cfg.get("template") or "{text}").format(**row)
+
+
+def model_key(model_cfg: Any) -> dict[str, Any]:
+    """The part of a model config that determines its weights and inputs (not lr or batch size)."""
+    keep = ("name", "source", "pooling", "max_length", "arch", "dtype")
+    return {k: OmegaConf.to_container(model_cfg, resolve=True).get(k) for k in keep}
+
+
+def tokenize(model_cfg: Any, task_cfg: Any, ds: Dataset) -> tuple[list[Any], Any]:
+    """Token ids per row, truncated from the left so the end of the context (the answer) survives."""
+    tok = models.load_tokenizer(model_cfg, padding_side="right")
+    tok.truncation_side = "left"
+    texts = [render(task_cfg, r) for r in ds]
+    flat = [t for x in texts for t in (x if isinstance(x, list) else [x])]
+    enc = tok(flat, truncation=True, max_length=int(model_cfg.max_length), add_special_tokens=True)[
+        "input_ids"
+    ]
+    if texts and isinstance(texts[0], list):
+        k = len(texts[0])
+        return [enc[i : i + k] for i in range(0, len(enc), k)], tok
+    return enc, tok
+
+
+def features(cfg: Any, model_cfg: Any, task_cfg: Any, ds: Dataset, data_key: Any) -> torch.Tensor:
+    """Frozen pooled features of every row of `ds`, cached per (model, data): the linear-probe inputs."""
+
+    def build(out: Path) -> dict[str, Any]:
+        ids, tok = tokenize(model_cfg, task_cfg, ds)
+        net = models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out=1)
+        rows = Examples(ids, [0.0] * len(ids), list(range(len(ids))))
+        feats: dict[int, torch.Tensor] = {}
+        with torch.no_grad():
+            net.eval()
+            for batch in loader(rows, int(cfg.eval_batch_size), Collate(tok.pad_token_id), shuffle=False):
+                x, m = batch["input_ids"], batch["attention_mask"]
+                shape = x.shape
+                f = net.features(x.reshape(-1, shape[-1]), m.reshape(-1, shape[-1])).float()
+                f = f.reshape(*shape[:-1], -1)
+                feats.update(zip(batch["idx"].tolist(), f, strict=True))
+        torch.save(torch.stack([feats[i] for i in range(len(ids))]), out / "features.pt")
+        return {"rows": len(ids)}
+
+    key = {"model": model_key(model_cfg), "data": data_key, "template": task_cfg.get("template")}
+    path = cached(cfg.paths.artifact_root, "features", key, build, force=bool(cfg.force))
+    return torch.load(path / "features.pt")
+
+
+def model_inputs(cfg: Any, model_cfg: Any, task_ds: Dataset, data_key: Any) -> tuple[list[Any], Collate]:
+    """Per-row inputs of `task_ds` for this model: cached features (probe) or token ids (full, LoRA)."""
+    if model_cfg.train_mode == "probe":
+        feats = features(cfg, model_cfg, cfg.task, task_ds, data_key)
+        return list(feats), Collate()
+    ids, tok = tokenize(model_cfg, cfg.task, task_ds)
+    return ids, Collate(pad_id=tok.pad_token_id)
+
+
+def build_network(model_cfg: Any, kind: str, inputs: list[Any]) -> torch.nn.Module:
+    n_out = N_OUT[kind]
+    builders = {
+        "probe": lambda: models.Head(inputs[0].shape[-1], n_out),
+        "full": lambda: models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out),
+        "lora": lambda: models.add_lora(
+            models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out), model_cfg
+        ),
+    }
+    if model_cfg.train_mode not in builders:
+        raise ValueError(f"train_mode {model_cfg.train_mode!r} unknown; choices: {sorted(builders)}")
+    net = builders[model_cfg.train_mode]()
+    if model_cfg.train_mode == "lora":
+        for p in net.head.parameters():
+            p.requires_grad_(True)
+    return net
+
+
+def examples(inputs: list[Any], split: Dataset, prob1: Any) -> Examples:
+    idx = split["idx"]
+    return Examples([inputs[i] for i in idx], prob1, idx)
+
+
+def train_stage(
+    cfg: Any,
+    kind: str,
+    model_cfg: Any,
+    inputs: list[Any],
+    collate: Collate,
+    train: tuple[Dataset, Any],
+    vals: list[tuple[str, Dataset, Any]],
+    loss_cfg: Any,
+    key: dict[str, Any],
+    predict_on: dict[str, Dataset],
+    save_weights: bool,
+) -> Path:
+    """Train a model on `train` (rows, P(class 1) targets), select by `vals[0]`, predict on `predict_on`.
+
+    The artifact holds `preds.json` ({split: {idx, prob}}), `curve.json` (validation metrics over training),
+    `meta.json` (the selected step and mode) and, when asked, `state.pt` (the trained weights).
+    """
+    select = cfg.early_stop.mode
+
+    def build(out: Path) -> dict[str, Any]:
+        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        net = build_network(model_cfg, kind, inputs)
+        train_rows = examples(inputs, *train)
+        val_rows = [examples(inputs, ds, p) for _, ds, p in vals]
+        bs = int(model_cfg.batch_size)
+        dm = W2SDataModule(train_rows, val_rows, collate, bs, int(cfg.eval_batch_size), seed=int(cfg.seed))
+        module = W2SModule(
+            net,
+            instantiate(loss_cfg),
+            lr=float(model_cfg.lr),
+            weight_decay=float(cfg.optim.weight_decay),
+            warmup_steps=int(cfg.optim.warmup_steps),
+            schedule=cfg.optim.schedule,
+            betas=tuple(cfg.optim.betas),
+            val_names=[name for name, _, _ in vals],
+        )
+        monitors = {
+            "weak": f"{vals[0][0]}/{cfg.early_stop.metric}",
+            "oracle": f"oracle/{cfg.early_stop.metric}",
+        }
+        keep = KeepBest(monitors.get(select, monitors["weak"]))
+        trainer = pl.Trainer(
+            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            callbacks=[keep],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=bool(cfg.progress_bar),
+            enable_model_summary=False,
+            default_root_dir=str(out),
+        )
+        trainer.fit(module, datamodule=dm)
+        if select != "final":
+            keep.restore(net)
+        preds = {}
+        for name, ds in predict_on.items():
+            rows = examples(inputs, ds, [0.0] * len(ds))
+            i, p = predict(net, loader(rows, int(cfg.eval_batch_size), collate, shuffle=False))
+            preds[name] = {"idx": i.tolist(), "prob": p.tolist()}
+        (out / "preds.json").write_text(json.dumps(preds))
+        (out / "curve.json").write_text(json.dumps(module.curve))
+        meta = {
+            "select": select,
+            "best_step": keep.best_step,
+            "best": keep.best,
+            "steps": trainer.global_step,
+        }
+        (out / "meta.json").write_text(json.dumps(meta))
+        if save_weights:
+            torch.save(trainable_state(net), out / "state.pt")
+        return meta
+
+    return cached(cfg.paths.artifact_root, "train", key, build, force=bool(cfg.force))
+
+
+def load_trained(model_cfg: Any, kind: str, inputs: list[Any], artifact: Path) -> torch.nn.Module:
+    """Rebuild a network and load the weights a train stage saved."""
+    net = build_network(model_cfg, kind, inputs)
+    net.load_state_dict(torch.load(artifact / "state.pt"), strict=False)
+    return net
+
+
+def read_preds(artifact: Path) -> dict[str, dict[str, np.ndarray]]:
+    raw = json.loads((artifact / "preds.json").read_text())
+    return {k: {"idx": np.asarray(v["idx"]), "prob": np.asarray(v["prob"])} for k, v in raw.items()}

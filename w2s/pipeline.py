@@ -1,0 +1,247 @@
+"""The weak-to-strong experiment: task -> splits -> supervisor -> labels -> students -> results.
+
+`run(cfg)` is what `train.py` calls; each step is a cached stage, so a second run that changes only the
+student or the loss retrains nothing upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from datasets import Dataset, DatasetDict, load_from_disk
+from omegaconf import DictConfig, OmegaConf
+
+from w2s import artifacts, fit, models
+from w2s.config import CONF_DIR, model_config, validate
+from w2s.metrics import binary_metrics, pgr_table
+from w2s.splits import make_splits, split_sizes
+from w2s.tasks import load_task
+from w2s.tracking import log_results
+
+log = logging.getLogger(__name__)
+
+
+def quiet() -> None:
+    """Silence per-file progress bars and tips of the libraries; our own log says what each stage did."""
+    import os
+    import warnings
+
+    import datasets
+    import transformers
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+def task_stage(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any], dict[str, Any]]:
+    """Load, balance and split the task once per (task, split sizes, seed); stored as a DatasetDict."""
+    chain = list(cfg.method.get("chain") or [])
+    extra = 0 if cfg.method.get("reuse_transfer", False) else len(chain)
+    sizes = split_sizes(cfg.split, extra)
+    key = {"task": cfg.task, "sizes": sizes, "seed": int(cfg.seed)}
+
+    def build(out: Path) -> dict[str, Any]:
+        ds, info = load_task(cfg.task, seed=int(cfg.seed))
+        splits = make_splits(ds, sizes, int(cfg.seed))
+        DatasetDict({"all": ds, **splits}).save_to_disk(str(out / "splits"))
+        return {"info": info, "sizes": sizes}
+
+    path = artifacts.cached(cfg.paths.artifact_root, "task", key, build, force=bool(cfg.force))
+    meta = artifacts.manifest(path)["meta"]
+    return load_from_disk(str(path / "splits")), meta, key
+
+
+def _gt(ds: Dataset) -> np.ndarray:
+    return np.asarray(ds["label"], dtype=np.float32)
+
+
+def _train_key(
+    cfg: DictConfig, model_cfg: Any, data_key: Any, split: str, labels_from: Any, loss: Any
+) -> dict:
+    return {
+        "model": fit.model_key(model_cfg),
+        "train_mode": model_cfg.train_mode,
+        "lr": model_cfg.lr,
+        "batch_size": model_cfg.batch_size,
+        "lora": model_cfg.get("lora"),
+        "data": data_key,
+        "split": split,
+        "labels": labels_from,
+        "loss": loss,
+        "trainer": {
+            k: cfg.trainer.get(k) for k in ("max_epochs", "max_steps", "val_check_interval", "precision")
+        },
+        "optim": cfg.optim,
+        "early_stop": cfg.early_stop,
+        "seed": int(cfg.seed),
+    }
+
+
+def labels_stage(
+    cfg: DictConfig,
+    model_cfg: Any,
+    inputs: Any,
+    collate: Any,
+    trained: Path,
+    splits: DatasetDict,
+    names: list[str],
+) -> tuple[Path, DatasetDict]:
+    """The trained model's soft labels P(y=1) on the named splits, stored as a `datasets` DatasetDict."""
+
+    def build(out: Path) -> dict[str, Any]:
+        net = fit.load_trained(model_cfg, cfg.task.type, inputs, trained)
+        parts = {}
+        for name in names:
+            rows = fit.examples(inputs, splits[name], [0.0] * len(splits[name]))
+            idx, prob = fit.predict(net, fit.loader(rows, int(cfg.eval_batch_size), collate, shuffle=False))
+            parts[name] = Dataset.from_dict({"idx": idx.tolist(), "prob": prob.tolist()})
+        DatasetDict(parts).save_to_disk(str(out / "labels"))
+        return {"splits": names}
+
+    key = {"trained": trained.name, "splits": names}
+    path = artifacts.cached(cfg.paths.artifact_root, "labels", key, build, force=bool(cfg.force))
+    return path, load_from_disk(str(path / "labels"))
+
+
+def _aligned(labels: Dataset, split: Dataset) -> np.ndarray:
+    """Label probabilities in the row order of `split` (labels are stored sorted by idx)."""
+    lookup = dict(zip(labels["idx"], labels["prob"], strict=True))
+    return np.asarray([lookup[i] for i in split["idx"]], dtype=np.float32)
+
+
+def _test_metrics(artifact: Path, test: Dataset) -> dict[str, float]:
+    preds = fit.read_preds(artifact)["test"]
+    return binary_metrics(preds["prob"], _gt(test)[np.argsort(test["idx"])])
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Run the whole experiment for one config; write and return `results.json`."""
+    t0 = time.time()
+    validate(cfg)
+    gt_loss = OmegaConf.load(CONF_DIR / "loss" / "xent.yaml")  # supervisors and ceilings learn GT
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    splits, task_meta, data_key = task_stage(cfg)
+    task_ds, kind = splits["all"], cfg.task.type
+    chain_names = list(cfg.method.get("chain") or [])
+    ladder = [cfg.supervisor, *[model_config(n) for n in chain_names], cfg.student]
+    transfer = ["transfer"] + [
+        "transfer" if cfg.method.get("reuse_transfer", False) else f"transfer{k}"
+        for k in range(1, len(chain_names) + 1)
+    ]
+    gt_val = ("val", splits["val"], _gt(splits["val"]))
+    oracle = [("oracle", splits["test"], _gt(splits["test"]))] if cfg.early_stop.mode == "oracle" else []
+    analysis = [("test_gt", splits["test"], _gt(splits["test"]))] if cfg.early_stop.track_test else []
+    inputs_cache: dict[str, Any] = {}
+
+    def inputs_for(model_cfg: Any) -> Any:
+        if model_cfg.name not in inputs_cache:
+            inputs_cache[model_cfg.name] = fit.model_inputs(cfg, model_cfg, task_ds, data_key)
+        return inputs_cache[model_cfg.name]
+
+    def train(model_cfg, split, labels, labels_key, loss, val, save):
+        inputs, collate = inputs_for(model_cfg)
+        key = _train_key(cfg, model_cfg, data_key, split, labels_key, loss)
+        return fit.train_stage(
+            cfg,
+            kind,
+            model_cfg,
+            inputs,
+            collate,
+            (splits[split], labels),
+            [val, *oracle, *analysis],
+            loss,
+            key,
+            {"test": splits["test"]},
+            save_weights=save,
+        )
+
+    def label(model_cfg, trained, split):
+        inputs, collate = inputs_for(model_cfg)
+        _, lab = labels_stage(cfg, model_cfg, inputs, collate, trained, splits, [split, "val", "test"])
+        return lab
+
+    stages: dict[str, str] = {}
+    # 1. the weak supervisor on ground truth of split A
+    weak_art = train(cfg.supervisor, "weak", _gt(splits["weak"]), "gt", gt_loss, gt_val, save=True)
+    stages["weak"] = str(weak_art)
+    results: dict[str, Any] = {"weak": _test_metrics(weak_art, splits["test"])}
+    # 2. walk the chain: each model labels a fresh transfer split for the next one
+    prev_cfg, prev_art, chain_out = cfg.supervisor, weak_art, []
+    for k, model_cfg in enumerate(ladder[1:]):
+        is_student = k == len(ladder) - 2
+        lab = label(prev_cfg, prev_art, transfer[k])
+        weak_val = ("val", splits["val"], _aligned(lab["val"], splits["val"]))
+        art = train(
+            model_cfg,
+            transfer[k],
+            _aligned(lab[transfer[k]], splits[transfer[k]]),
+            prev_art.name,
+            cfg.loss,
+            weak_val,
+            save=not is_student,
+        )
+        if not is_student:
+            chain_out.append({"model": model_cfg.name, **_test_metrics(art, splits["test"])})
+            stages[f"chain{k + 1}"] = str(art)
+        prev_cfg, prev_art = model_cfg, art
+    stages["w2s"] = str(prev_art)
+    results["w2s"] = _test_metrics(prev_art, splits["test"])
+    final_split = transfer[-1]
+    # 3. the strong ceiling on ground truth
+    ceiling_split = final_split if cfg.split.ceiling_on == "transfer" else "weak"
+    ceil_art = train(
+        cfg.student, ceiling_split, _gt(splits[ceiling_split]), "gt", gt_loss, gt_val, save=False
+    )
+    stages["ceiling"] = str(ceil_art)
+    results["ceiling"] = _test_metrics(ceil_art, splits["test"])
+    if chain_names:
+        results["chain"] = chain_out
+        lab = label(cfg.supervisor, weak_art, final_split)
+        weak_val = ("val", splits["val"], _aligned(lab["val"], splits["val"]))
+        direct = train(
+            cfg.student,
+            final_split,
+            _aligned(lab[final_split], splits[final_split]),
+            weak_art.name,
+            cfg.loss,
+            weak_val,
+            save=False,
+        )
+        stages["direct"] = str(direct)
+        results["direct"] = _test_metrics(direct, splits["test"])
+        results["pgr_direct"] = pgr_table(results["weak"], results["direct"], results["ceiling"], cfg.pgr_eps)
+    results["pgr"] = pgr_table(results["weak"], results["w2s"], results["ceiling"], cfg.pgr_eps)
+    results.update(
+        task=cfg.task.name,
+        supervisor=cfg.supervisor.name,
+        student=cfg.student.name,
+        loss=cfg.loss.get("name", cfg.loss["_target_"].rsplit(".", 1)[-1]),
+        method=cfg.method.name,
+        seed=int(cfg.seed),
+        early_stop=cfg.early_stop.mode,
+        ceiling_on=ceiling_split,
+        splits={name: len(splits[name]) for name in splits if name != "all"},
+        task_info=task_meta["info"],
+        stages=stages,
+        curves={name: json.loads((Path(p) / "curve.json").read_text()) for name, p in stages.items()},
+        config=OmegaConf.to_container(cfg, resolve=True),
+        git_sha=models.git_sha(),
+        versions=artifacts.versions(),
+        seconds=round(time.time() - t0, 1),
+    )
+    out = Path(cfg.paths.output_dir)
+    artifacts.atomic_write_text(out / "results.json", artifacts.to_json(results))
+    log.info("results written to %s", out / "results.json")
+    log_results(cfg, results)
+    return results
