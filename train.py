@@ -4,12 +4,14 @@ import hydra
 from omegaconf import DictConfig
 
 from w2s.pipeline import quiet, run
+from w2s.tracking import format_table
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     quiet()
     results = run(cfg)
+    print(format_table(results), flush=True)
     return results["pgr"].get("acc")
 
 

@@ -56,6 +56,8 @@ def _site_dir(folder: str, install: str) -> Path:
 
 
 def _check_sha(path: Path, sha256: str | None) -> None:
+    if not path.exists():
+        raise ModelError(f"model file {path} is missing; reinstall the package that ships it")
     if sha256 is None:
         return
     got = file_sha256(path)

