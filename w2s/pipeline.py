@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from w2s import artifacts, fit, models
 from w2s.config import CONF_DIR, model_config, validate
+from w2s.launch import check_layout
 from w2s.metrics import binary_metrics, pgr_table
 from w2s.splits import make_splits, split_sizes
 from w2s.tasks import load_task
@@ -129,6 +130,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the whole experiment for one config; write and return `results.json`."""
     t0 = time.time()
     validate(cfg)
+    check_layout(cfg)
     gt_loss = OmegaConf.load(CONF_DIR / "loss" / "xent.yaml")  # supervisors and ceilings learn GT
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     splits, task_meta, data_key = task_stage(cfg)
