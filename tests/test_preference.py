@@ -1,0 +1,128 @@
+"""Pairwise preference tasks: hhh_alignment (offline), hh_rlhf (fixture in the hub schema), chess_preference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import chess
+import pytest
+from hydra.errors import InstantiationException
+from omegaconf import OmegaConf
+
+import w2s.tasks.preference as pref
+from w2s.chess import EngineNotFound, board_from_row, find_engine, open_engine, score_cp
+from w2s.tasks import load_task
+from w2s.tasks.chess import bigbench_file
+from w2s.tasks.chess_gen import generate_preferences
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "task"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def task_cfg(name: str):
+    return OmegaConf.load(CONF / f"{name}.yaml")
+
+
+def has_engine() -> bool:
+    try:
+        find_engine()
+        return True
+    except EngineNotFound:
+        return False
+
+
+def check_pairs(ds) -> None:
+    """The contract every pairwise task keeps: distinct completions, order balanced."""
+    assert all(a.strip() != b.strip() for a, b in zip(ds["first"], ds["second"], strict=True))
+    n1 = sum(ds["label"])
+    assert abs(len(ds) - 2 * n1) <= 1, f"labels unbalanced: {n1} of {len(ds)}"
+
+
+def test_hhh_alignment_labels_point_at_the_preferred_response():
+    ds, info = load_task(task_cfg("hhh_alignment"))
+    assert info["loaded"] == 221 and len(ds) == 220  # 111/110 before balancing
+    check_pairs(pref.load_hhh_alignment())
+    preferred = {}  # one response can be preferred in one pair and not in another (ranked lists)
+    for sub in pref.HHH_SUBSETS:
+        for ex in json.loads(bigbench_file(f"hhh_alignment/{sub}").read_text())["examples"]:
+            pair = frozenset(r.strip() for r in ex["target_scores"])
+            preferred[pair] = next(r.strip() for r, v in ex["target_scores"].items() if v == 1)
+    for row in ds:
+        better = row["second"] if row["label"] else row["first"]
+        assert preferred[frozenset((row["first"], row["second"]))] == better
+        assert row["prompt"].startswith("Human: ") and row["prompt"].endswith("\n\nAssistant:")
+
+
+def test_order_depends_on_seed_not_on_content():
+    a, b = pref.load_hhh_alignment(seed=0), pref.load_hhh_alignment(seed=1)
+    assert a["id"] == b["id"] and a["label"] != b["label"]
+    pairs = lambda d: [frozenset(p) for p in zip(d["first"], d["second"], strict=True)]  # noqa: E731
+    assert pairs(a) == pairs(b)
+    with pytest.raises(ValueError, match="choices"):
+        pref.load_hhh_alignment(subsets=["helpfull"])
+
+
+def test_split_dialog():
+    c = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Joke?\n\nAssistant: A good one."
+    r = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Joke?\n\nAssistant: No."
+    assert pref.split_dialog(c, r) == (
+        "Human: Hi\n\nAssistant: Hello!\n\nHuman: Joke?\n\nAssistant:",
+        "A good one.",
+        "No.",
+    )
+    assert pref.split_dialog("\n\nHuman: A\n\nAssistant: x", "\n\nHuman: B\n\nAssistant: y") is None
+    assert pref.split_dialog("\n\nHuman: A\n\nAssistant:", "\n\nHuman: A\n\nAssistant: y") is None
+
+
+def test_hh_rlhf_on_fixture_in_hub_schema():
+    cfg = task_cfg("hh_rlhf")
+    cfg.loader.path = "json"
+    cfg.loader.data_files = str(FIXTURES / "hh_rlhf.jsonl")
+    ds = pref.load_hh_rlhf(path="json", data_files=str(FIXTURES / "hh_rlhf.jsonl"), split="train")
+    # row 3 differs before the last turn, row 4 has identical replies: both dropped
+    assert len(ds) == 3
+    check_pairs(ds)
+    raw = [json.loads(line) for line in (FIXTURES / "hh_rlhf.jsonl").read_text().splitlines()]
+    for row, ex in zip(ds, raw, strict=False):
+        better = row["second"] if row["label"] else row["first"]
+        assert ex["chosen"].endswith(better) and not ex["rejected"].endswith(better)
+        assert ex["chosen"].strip().startswith(row["prompt"])
+    loaded, info = load_task(cfg)
+    assert info["loaded"] == 3 and set(loaded["label"]) == {0, 1}
+
+
+def test_hh_rlhf_offline_error_names_dataset(monkeypatch):
+    def offline(*a, **k):
+        raise ConnectionError("Couldn't reach 'Anthropic/hh-rlhf' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(pref.datasets, "load_dataset", offline)
+    with pytest.raises(
+        (RuntimeError, InstantiationException), match=r"Anthropic/hh-rlhf.*HF_DATASETS_OFFLINE"
+    ):
+        load_task(task_cfg("hh_rlhf"))
+
+
+@pytest.mark.skipif(not has_engine(), reason="stockfish missing: apt-get install stockfish")
+def test_chess_preference_is_oracle_labelled_balanced_and_cached(tmp_path):
+    cfg = task_cfg("chess_preference")
+    cfg.loader.update(n=24, depth=6, cache_dir=str(tmp_path))
+    ds, info = load_task(cfg)
+    assert info["loaded"] == 24
+    check_pairs(ds)
+    assert set(ds["kind"]) == {"best_vs_random", "nonbest_pair"}
+    assert min(ds["margin_cp"]) >= 100
+    engine = open_engine()
+    try:  # re-ask the engine about a few pairs: the labelled-better move scores higher
+        for row in ds.select(range(6)):
+            board = board_from_row(row)
+            moves = [board.parse_san(row["first"]), board.parse_san(row["second"])]
+            infos = engine.analyse(
+                board, chess.engine.Limit(depth=6), multipv=2, root_moves=moves, game=object()
+            )
+            scores = {i["pv"][0]: score_cp(i, board.turn) for i in infos}
+            assert (scores[moves[1]] > scores[moves[0]]) == bool(row["label"])
+    finally:
+        engine.quit()
+    again = generate_preferences(24, depth=6, cache_dir=str(tmp_path), engine_path="/nonexistent/sf")
+    assert [r["id"] for r in again] == ds["id"]  # from the cache: no engine needed
