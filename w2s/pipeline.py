@@ -128,9 +128,17 @@ def _test_metrics(artifact: Path, test: Dataset) -> dict[str, float]:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the whole experiment for one config; write and return `results.json`."""
-    t0 = time.time()
     validate(cfg)
     check_layout(cfg)
+    runner = RUNNERS.get(cfg.task.type)
+    if runner is None:
+        raise ValueError(f"task.type={cfg.task.type!r} has no runner; choices: {sorted(RUNNERS)}")
+    return runner(cfg)
+
+
+def run_scored(cfg: DictConfig) -> dict[str, Any]:
+    """Classification and pairwise preference: soft labels P(y=1), metrics acc/AUROC (see `run`)."""
+    t0 = time.time()
     gt_loss = OmegaConf.load(CONF_DIR / "loss" / "xent.yaml")  # supervisors and ceilings learn GT
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     splits, task_meta, data_key = task_stage(cfg)
@@ -242,8 +250,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         versions=artifacts.versions(),
         seconds=round(time.time() - t0, 1),
     )
+    return finish(cfg, results)
+
+
+def finish(cfg: DictConfig, results: dict[str, Any]) -> dict[str, Any]:
+    """Write `results.json` atomically into the run's output folder and send metrics to the loggers."""
     out = Path(cfg.paths.output_dir)
     artifacts.atomic_write_text(out / "results.json", artifacts.to_json(results))
     log.info("results written to %s", out / "results.json")
     log_results(cfg, results)
     return results
+
+
+def _run_generative(cfg: DictConfig) -> dict[str, Any]:
+    from w2s.generative import run_generative
+
+    return run_generative(cfg)
+
+
+#: One runner per task kind: scored kinds share the soft-label pipeline; generation has its own.
+RUNNERS = {"classify": run_scored, "pairwise": run_scored, "generate": _run_generative}

@@ -1,0 +1,30 @@
+"""The real embedded default (offline MiniLM-L6 -> MPNet-base on Rotten Tomatoes), at a reduced size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).parents[1]
+
+
+def test_embedded_default_reduced(tmp_path):
+    """`python train.py` with smaller splits: real pretrained probes show a gap and write complete results."""
+    cmd = [
+        sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'run'}", f"paths.artifact_root={tmp_path / 'art'}",
+        "+task.loader.limit=2400", "split.weak=400", "split.transfer=1000", "split.val=200", "split.test=800",
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "PGR" in out.stdout and "weak-to-strong" in out.stdout
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["supervisor"] == "minilm-l6" and res["student"] == "mpnet-base"
+    # pretrained features are far above chance, and the strong model's ceiling beats the weak supervisor
+    assert res["weak"]["acc"] > 0.6
+    assert res["ceiling"]["acc"] > res["weak"]["acc"]
+    assert res["pgr"]["acc"] is not None
