@@ -156,8 +156,11 @@ def train_stage(
             "oracle": f"oracle/{cfg.early_stop.metric}",
         }
         keep = KeepBest(monitors.get(select, monitors["weak"]))
+        trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+        if model_cfg.get("epochs"):  # per-model override: linear probes are cheap and want more passes
+            trainer_kwargs["max_epochs"] = int(model_cfg.epochs)
         trainer = pl.Trainer(
-            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            **trainer_kwargs,
             callbacks=[keep],
             logger=False,
             enable_checkpointing=False,

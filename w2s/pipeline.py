@@ -6,6 +6,7 @@ student or the loss retrains nothing upstream.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -143,6 +144,8 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     splits, task_meta, data_key = task_stage(cfg)
     task_ds, kind = splits["all"], cfg.task.type
+    # features depend on the rows' content only, so every seed's split reuses one feature cache
+    content_key = {"rows": hashlib.sha256("".join(task_ds["hash"]).encode()).hexdigest()}
     chain_names = list(cfg.method.get("chain") or [])
     ladder = [cfg.supervisor, *[model_config(n) for n in chain_names], cfg.student]
     transfer = ["transfer"] + [
@@ -156,7 +159,7 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
 
     def inputs_for(model_cfg: Any) -> Any:
         if model_cfg.name not in inputs_cache:
-            inputs_cache[model_cfg.name] = fit.model_inputs(cfg, model_cfg, task_ds, data_key)
+            inputs_cache[model_cfg.name] = fit.model_inputs(cfg, model_cfg, task_ds, content_key)
         return inputs_cache[model_cfg.name]
 
     def train(model_cfg, split, labels, labels_key, loss, val, save):
