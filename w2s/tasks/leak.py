@@ -90,7 +90,7 @@ def _overlap(answer: str, rest: str) -> float:
     return len(words & other) / len(words)
 
 
-def audit(ds: Dataset, threshold: float = 0.1, alpha: float = 0.01) -> dict[str, Any]:
+def audit(ds: Dataset, threshold: float = 0.1, alpha: float = 1e-3) -> dict[str, Any]:
     """AUROC of each trivial feature against the label; `flagged` lists features that predict it."""
     y = np.asarray(ds["label"], dtype=int)
     n1, n0 = int((y == 1).sum()), int((y == 0).sum())
