@@ -373,6 +373,10 @@ def test_local_data_files_in_hub_schema(tmp_path):
     _rows(FIXTURES["sciq"]).to_parquet(str(p))
     ds = load_hub("allenai/sciq", "sciq", data_files=str(p))
     assert len(ds) == N and set(ds["label"]) == {0, 1}
+    cfg = cfg_of("sciq")
+    cfg.loader.data_files = str(p)  # the override a user passes as task.loader.data_files=FILE
+    ds, info = load_task(cfg)
+    assert info["after_each"] == N // 2 and info["duplicates_dropped"] == 0
 
 
 # ---- custom files --------------------------------------------------------------------------------------
