@@ -16,8 +16,15 @@ ROOT = Path(__file__).parents[1]
 def test_embedded_default_reduced(tmp_path):
     """`python train.py` with smaller splits: real pretrained probes show a gap and write complete results."""
     cmd = [
-        sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'run'}", f"paths.artifact_root={tmp_path / 'art'}",
-        "+task.loader.limit=2400", "split.weak=400", "split.transfer=1000", "split.val=200", "split.test=800",
+        sys.executable,
+        "train.py",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"paths.artifact_root={tmp_path / 'art'}",
+        "+task.loader.limit=2400",
+        "split.weak=400",
+        "split.transfer=1000",
+        "split.val=200",
+        "split.test=800",
     ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -48,7 +48,9 @@ def test_changing_loss_or_student_retrains_nothing_upstream(cfg_factory):
     assert dict(artifacts.BUILDS) == {"train": 1}  # only the weak-to-strong student
     artifacts.BUILDS.clear()
     run(cfg_factory(*TINY, "student=tiny-llama"))
-    assert dict(artifacts.BUILDS) == {"train": 2}  # the new student and its ceiling; supervisor and labels reused
+    assert dict(artifacts.BUILDS) == {
+        "train": 2
+    }  # the new student and its ceiling; supervisor and labels reused
     artifacts.BUILDS.clear()
     run(cfg_factory(*TINY, "force=true"))
     assert dict(artifacts.BUILDS) == {"task": 1, "train": 3, "labels": 1}
@@ -80,3 +82,23 @@ def test_too_few_examples_fails_before_training(cfg_factory):
 def test_student_smaller_than_supervisor_is_refused(cfg_factory):
     with pytest.raises(ConfigError, match="smaller than supervisor"):
         run(cfg_factory(*TINY, "supervisor=tiny-bert-large", "student=tiny-bert"))
+
+
+def test_custom_csv_task_runs_without_code(cfg_factory, tmp_path):
+    rows = ["text,label"] + [f"sample number {i} {'good' if i % 2 else 'bad'},{i % 2}" for i in range(300)]
+    path = tmp_path / "mine.csv"
+    path.write_text("\n".join(rows))
+    res = run(
+        cfg_factory(
+            *TINY,
+            "task=custom",
+            f"task.path={path}",
+            "split.weak=60",
+            "split.transfer=80",
+            "split.val=40",
+            "split.test=60",
+        )
+    )
+    assert res["task"] == "custom" and res["splits"]["test"] == 60
+    with pytest.raises(ConfigError, match="does not exist"):
+        run(cfg_factory(*TINY, "task=custom", f"task.path={tmp_path / 'missing.csv'}"))

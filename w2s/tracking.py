@@ -30,12 +30,19 @@ def log_results(cfg: DictConfig, results: dict[str, Any]) -> None:
 
 def format_table(results: dict[str, Any]) -> str:
     """The three test metrics and PGR as a small text table (what `make demo` prints)."""
-    rows = [("weak", results["weak"]), ("weak-to-strong", results["w2s"]), ("strong ceiling", results["ceiling"])]
+    rows = [
+        ("weak", results["weak"]),
+        ("weak-to-strong", results["w2s"]),
+        ("strong ceiling", results["ceiling"]),
+    ]
     if "direct" in results:
         rows.insert(2, ("direct (no chain)", results["direct"]))
     fmt = lambda v: "  null" if v is None else f"{v:6.3f}"  # noqa: E731
-    lines = [f"{results['task']}: {results['supervisor']} -> {results['student']}, loss={results['loss']}, "
-             f"seed={results['seed']}", f"{'':20s}{'acc':>8s}{'auroc':>8s}"]
+    lines = [
+        f"{results['task']}: {results['supervisor']} -> {results['student']}, loss={results['loss']}, "
+        f"seed={results['seed']}",
+        f"{'':20s}{'acc':>8s}{'auroc':>8s}",
+    ]
     lines += [f"{name:20s}{fmt(m['acc']):>8s}{fmt(m['auroc']):>8s}" for name, m in rows]
     lines.append(f"{'PGR':20s}{fmt(results['pgr'].get('acc')):>8s}{fmt(results['pgr'].get('auroc')):>8s}")
     return "\n".join(lines)

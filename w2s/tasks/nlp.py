@@ -438,8 +438,11 @@ def load_custom(
     text_column: str = "text",
     label_column: str = "label",
     label_map: dict[Any, int] | None = None,
+    limit: int | None = None,
 ) -> Dataset:
-    """A user's CSV / TSV / JSONL / JSON / parquet with a text and a binary label column (or a mapping)."""
+    """A user's CSV / TSV / JSONL / JSON / parquet with a text and a binary label column (or a mapping).
+
+    `limit` keeps the first rows (quick runs)."""
     p = Path(str(path)).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"custom task file not found: {str(p)!r} (set task.path=FILE)")
@@ -449,6 +452,8 @@ def load_custom(
             f"custom task file {str(p)!r}: unknown extension {ext!r}; choices: {sorted(_READERS)}"
         )
     df = _READERS[ext](str(p))
+    if limit is not None:
+        df = df.iloc[: int(limit)]
     missing = [c for c in (text_column, label_column) if c not in df.columns]
     if missing:
         raise FormatError(
