@@ -1,10 +1,158 @@
-# TEMPORARY (replaced by the losses branch)
+"""Objectives for training on (weak) labels. Pure torch: `loss(logits[N, C], target[N, C], step_frac) -> scalar`.
+
+`target` is a distribution per row (soft weak labels, or one-hot ground truth). C = 2 for binary tasks and for
+pairwise preference (logits = [r_first, r_second], a two-way softmax over the score difference); C = V for
+generative targets, one row per target token. `step_frac` in [0, 1] is the fraction of training done.
+Each class is built by Hydra from `conf/loss/*.yaml` (`_target_`), never chosen by an if/elif on a name.
+"""
+
+from __future__ import annotations
+
 import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+PRIORS = ("batch", "dataset", "fixed")
+
+
+def alpha_at(step_frac: float, alpha_max: float, warmup_frac: float) -> float:
+    """Linear warm-up from 0 to `alpha_max` over the first `warmup_frac` of training, then constant.
+
+    (openai's reference jumps from 0 to alpha_max at the end of warm-up; the paper ramps.)
+    """
+    if warmup_frac <= 0:
+        return alpha_max
+    return alpha_max * min(1.0, max(0.0, step_frac) / warmup_frac)
+
+
+def _reduce(per_row: Tensor, weight: Tensor | None) -> Tensor:
+    if weight is None:
+        return per_row.mean()
+    weight = weight.to(per_row.dtype)
+    return (per_row * weight).sum() / weight.sum().clamp(min=1e-12)
+
+
+def soft_ce(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Cross-entropy against a distribution per row (numerically stable through log_softmax)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return _reduce(-(target.float() * logp).sum(-1), weight)
+
+
+def one_hot_argmax(probs: Tensor) -> Tensor:
+    return F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
+
+
+def harden(probs: Tensor, prior: float | None) -> Tensor:
+    """Hardened predictions: for C = 2 the top `round(prior * N)` rows by P(class 1) become class 1 (the
+    adaptive threshold: the quantile that makes the positive fraction equal the prior); for C > 2, argmax."""
+    if probs.shape[-1] != 2 or prior is None:
+        return one_hot_argmax(probs)
+    n = probs.shape[0]
+    k = int(round(min(1.0, max(0.0, prior)) * n))
+    hard1 = torch.zeros(n, dtype=probs.dtype, device=probs.device)
+    if k > 0:
+        hard1[torch.topk(probs[:, 1], k).indices] = 1.0
+    return torch.stack([1 - hard1, hard1], dim=-1)
 
 
 class XEnt:
-    def __init__(self, name="xent", hard=False):
-        pass
+    """Naive finetuning: cross-entropy against the weak soft labels (or their argmax, `hard=true`)."""
 
-    def __call__(self, logits, target, step_frac, weight=None):
-        return -(target * torch.log_softmax(logits.float(), -1)).sum(-1).mean()
+    def __init__(self, hard: bool = False, name: str = "xent"):
+        self.hard, self.name = hard, name
+
+    def __call__(
+        self, logits: Tensor, target: Tensor, step_frac: float, weight: Tensor | None = None
+    ) -> Tensor:
+        return soft_ce(logits, one_hot_argmax(target) if self.hard else target, weight)
+
+
+class Conf:
+    """Auxiliary confidence loss (paper Section 4.3.2, Appendix A.4):
+    CE(f, (1 - a) * weak + a * harden(f)), with `a` warming up linearly to `alpha_max`.
+
+    The hardening prior (fraction of rows hardened to class 1, binary/pairwise only):
+    - `batch`: the fraction of this batch's weak labels with P(class 1) > 0.5;
+    - `dataset`: an exponential moving average of those batch fractions (one float of state, bounded; or set
+      from outside with `set_prior`);
+    - `fixed`: `prior_value` (0.5 is the paper's "exactly half" for balanced tasks).
+    For C > 2 (generative, per token) hardening is the student's argmax: there is no threshold to adapt.
+    """
+
+    def __init__(
+        self,
+        alpha_max: float = 0.5,
+        warmup_frac: float = 0.2,
+        prior: str = "batch",
+        prior_value: float = 0.5,
+        momentum: float = 0.99,
+        name: str = "conf",
+    ):
+        if prior not in PRIORS:
+            raise ValueError(f"conf loss prior={prior!r}; choices: {list(PRIORS)}")
+        if not 0.0 <= alpha_max <= 1.0:
+            raise ValueError(f"conf loss alpha_max={alpha_max} must be in [0, 1]")
+        self.alpha_max, self.warmup_frac, self.prior, self.momentum = alpha_max, warmup_frac, prior, momentum
+        self.prior_value = prior_value
+        self.running: float | None = prior_value if prior == "fixed" else None
+        self.name = name
+
+    def set_prior(self, value: float) -> None:
+        self.running = float(value)
+
+    def current_prior(self, target: Tensor) -> float:
+        batch = float((target[:, 1] > 0.5).float().mean())
+        if self.prior == "batch":
+            return batch
+        if self.prior == "fixed":
+            return self.prior_value
+        self.running = (
+            batch if self.running is None else self.momentum * self.running + (1 - self.momentum) * batch
+        )
+        return self.running
+
+    def __call__(
+        self, logits: Tensor, target: Tensor, step_frac: float, weight: Tensor | None = None
+    ) -> Tensor:
+        a = alpha_at(step_frac, self.alpha_max, self.warmup_frac)
+        target = target.float()
+        if a == 0.0:
+            return soft_ce(logits, target, weight)
+        probs = torch.softmax(logits.detach().float(), dim=-1)
+        prior = self.current_prior(target) if target.shape[-1] == 2 else None
+        mixed = (1 - a) * target + a * harden(probs, prior)
+        return soft_ce(logits, mixed, weight)
+
+
+class Product:
+    """Product loss of the reference code: CE against a target proportional to weak^alpha * student^beta
+    (student detached), with beta warming up linearly from 0 so training starts as plain cross-entropy."""
+
+    def __init__(
+        self, alpha: float = 1.0, beta: float = 1.0, warmup_frac: float = 0.2, name: str = "product"
+    ):
+        self.alpha, self.beta, self.warmup_frac, self.name = alpha, beta, warmup_frac, name
+
+    def __call__(
+        self, logits: Tensor, target: Tensor, step_frac: float, weight: Tensor | None = None
+    ) -> Tensor:
+        beta = alpha_at(step_frac, self.beta, self.warmup_frac)
+        logp = torch.log_softmax(logits.detach().float(), dim=-1)
+        log_t = self.alpha * torch.log(target.float().clamp(min=1e-12)) + beta * logp
+        return soft_ce(logits, torch.softmax(log_t, dim=-1), weight)
+
+
+class Entropy:
+    """Entropy minimisation: CE(f, weak) + lam * H(f), the entropy taken WITH its gradient (a detached
+    self-target is self-training, not an entropy penalty); lam warms up linearly to `lam_max`."""
+
+    def __init__(self, lam_max: float = 0.5, warmup_frac: float = 0.2, name: str = "entropy"):
+        self.lam_max, self.warmup_frac, self.name = lam_max, warmup_frac, name
+
+    def __call__(
+        self, logits: Tensor, target: Tensor, step_frac: float, weight: Tensor | None = None
+    ) -> Tensor:
+        lam = alpha_at(step_frac, self.lam_max, self.warmup_frac)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1)
+        return soft_ce(logits, target, weight) + lam * _reduce(entropy, weight)
