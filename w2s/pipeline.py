@@ -81,6 +81,7 @@ def _train_key(
         "split": split,
         "labels": labels_from,
         "loss": loss,
+        "epochs": model_cfg.get("epochs"),
         "trainer": {
             k: cfg.trainer.get(k) for k in ("max_epochs", "max_steps", "val_check_interval", "precision")
         },
