@@ -211,8 +211,8 @@ def test_examples_length_mismatch_is_an_error():
 def test_every_config_file_composes(cfg_factory):
     for group, key in [
         ("task", "task"),
-        ("model", "supervisor"),
-        ("model", "student"),
+        ("supervisor", "supervisor"),
+        ("student", "student"),
         ("loss", "loss"),
         ("method", "method"),
         ("trainer", "trainer"),
