@@ -63,9 +63,42 @@ def validate(cfg: DictConfig) -> None:
             f"student {cfg.student.name!r} ({cfg.student.params:.3g} params) is smaller than supervisor "
             f"{cfg.supervisor.name!r} ({cfg.supervisor.params:.3g}); set allow_smaller_student=true if meant"
         )
+    _validate_analysis(cfg)
     path = cfg.task.get("path")
     if path is not None and not Path(path).exists():
         raise ConfigError(f"task.path={path!r} does not exist")
+
+
+def _validate_analysis(cfg: DictConfig) -> None:
+    an = cfg.get("analysis")
+    if an is None:
+        return
+    if an.get("eval_points") is not None:
+        _positive(cfg, "analysis.eval_points")
+    e2h = an.get("easy_to_hard") or {}
+    q = e2h.get("quantile", 0.5)
+    if not isinstance(q, float | int) or isinstance(q, bool) or not 0 < q < 1:
+        raise ConfigError(f"analysis.easy_to_hard.quantile={q!r} must be a number in (0, 1)")
+    pr = an.get("prompting") or {}
+    if pr.get("enabled"):
+        m = model_config(pr.model)
+        if m.get("arch") != "decoder":
+            decoders = [
+                n
+                for n in choices("model")
+                if OmegaConf.load(CONF_DIR / "model" / f"{n}.yaml").get("arch") == "decoder"
+            ]
+            raise ConfigError(f"analysis.prompting.model={pr.model!r} is not a decoder; choices: {decoders}")
+        for k in pr.shots:
+            if not isinstance(k, int) or k < 0:
+                raise ConfigError(f"analysis.prompting.shots has {k!r}; shots are integers >= 0")
+        for src in pr.labels:
+            if src not in ("gt", "weak"):
+                raise ConfigError(f"analysis.prompting.labels has {src!r}; choices: ['gt', 'weak']")
+        if cfg.task.type != "classify" or not cfg.task.get("prompt_template"):
+            raise ConfigError(
+                f"analysis.prompting needs a classify task with a prompt_template; task {cfg.task.name!r} has none"
+            )
 
 
 def summary(cfg: Any) -> str:

@@ -39,7 +39,7 @@ def render(task_cfg: Any, row: dict[str, Any]) -> str | list[str]:
 
 def model_key(model_cfg: Any) -> dict[str, Any]:
     """The part of a model config that determines its weights and inputs (not lr or batch size)."""
-    keep = ("name", "source", "pooling", "max_length", "arch", "dtype")
+    keep = ("name", "source", "pooling", "max_length", "arch", "dtype", "layer")
     return {k: OmegaConf.to_container(model_cfg, resolve=True).get(k) for k in keep}
 
 
@@ -64,6 +64,7 @@ def features(cfg: Any, model_cfg: Any, task_cfg: Any, ds: Dataset, data_key: Any
     def build(out: Path) -> dict[str, Any]:
         ids, tok = tokenize(model_cfg, task_cfg, ds)
         net = models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out=1)
+        net.layer = model_cfg.get("layer")
         rows = Examples(ids, [0.0] * len(ids), list(range(len(ids))))
         feats: dict[int, torch.Tensor] = {}
         with torch.no_grad():
@@ -103,10 +104,30 @@ def build_network(model_cfg: Any, kind: str, inputs: list[Any]) -> torch.nn.Modu
     if model_cfg.train_mode not in builders:
         raise ValueError(f"train_mode {model_cfg.train_mode!r} unknown; choices: {sorted(builders)}")
     net = builders[model_cfg.train_mode]()
+    for m in net.modules():  # the Classifier may sit inside a LoRA wrapper
+        if isinstance(m, models.Classifier):
+            m.layer = model_cfg.get("layer")
     if model_cfg.train_mode == "lora":
         for p in net.head.parameters():
             p.requires_grad_(True)
     return net
+
+
+def eval_schedule(trainer_kwargs: dict[str, Any], n_train: int, batch_size: int, points: int | None) -> dict:
+    """Trainer settings that evaluate `points` times over the whole run (None: Lightning's own schedule).
+
+    Overfitting to weak labels often happens within the first epoch (Section 5.1.1), so the curve needs
+    evaluations between epoch ends: a step interval counted across epochs.
+    """
+    if not points:
+        return {}
+    per_epoch = max(1, -(-n_train // batch_size))
+    max_steps = int(trainer_kwargs.get("max_steps") or -1)
+    total = max_steps if max_steps > 0 else per_epoch * int(trainer_kwargs.get("max_epochs") or 1)
+    interval = max(1, total // int(points))
+    if interval <= per_epoch:
+        return {"val_check_interval": interval, "check_val_every_n_epoch": 1}
+    return {"val_check_interval": interval, "check_val_every_n_epoch": None}
 
 
 def examples(inputs: list[Any], split: Dataset, prob1: Any) -> Examples:
@@ -159,6 +180,9 @@ def train_stage(
         trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
         if model_cfg.get("epochs"):  # per-model override: linear probes are cheap and want more passes
             trainer_kwargs["max_epochs"] = int(model_cfg.epochs)
+        trainer_kwargs.update(
+            eval_schedule(trainer_kwargs, len(train_rows), bs, cfg.analysis.get("eval_points"))
+        )
         trainer = pl.Trainer(
             **trainer_kwargs,
             callbacks=[keep],

@@ -308,9 +308,16 @@ class Classifier(nn.Module):
         nn.init.zeros_(self.head.weight)  # openai's choice: start at logit 0 (P = 0.5)
         nn.init.zeros_(self.head.bias)
 
+    #: Which hidden layer feeds the head (None: the last); probes of middle layers are a Section 5 analysis.
+    layer: int | None = None
+
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out.hidden_states[-1]
+        deep = self.layer is not None
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=deep)
+        if deep:
+            hidden = out.hidden_states[self.layer]
+        else:
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out.hidden_states[-1]
         return pool(hidden, attention_mask, self.pooling)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 from datasets import Dataset, DatasetDict, load_from_disk
 from omegaconf import DictConfig, OmegaConf
 
-from w2s import artifacts, fit, models
+from w2s import analysis, artifacts, fit, models
 from w2s.config import CONF_DIR, model_config, validate
 from w2s.launch import check_layout
 from w2s.metrics import binary_metrics, pgr_table
@@ -87,6 +87,7 @@ def _train_key(
         },
         "optim": cfg.optim,
         "early_stop": cfg.early_stop,
+        "eval_points": cfg.analysis.get("eval_points"),
         "seed": int(cfg.seed),
     }
 
@@ -123,6 +124,52 @@ def _aligned(labels: Dataset, split: Dataset) -> np.ndarray:
     return np.asarray([lookup[i] for i in split["idx"]], dtype=np.float32)
 
 
+def _aligned_preds(artifact: Path, split: Dataset) -> np.ndarray:
+    """A train stage's stored predictions on `split`, in the split's row order."""
+    preds = fit.read_preds(artifact)["test"]
+    lookup = dict(zip(preds["idx"].tolist(), preds["prob"].tolist(), strict=True))
+    return np.asarray([lookup[i] for i in split["idx"]], dtype=np.float32)
+
+
+def _agreement(student: Path, supervisor: Path, test: Dataset) -> dict[str, Any]:
+    return analysis.agreement(_aligned_preds(student, test), _aligned_preds(supervisor, test), _gt(test))
+
+
+def _easy_to_hard(
+    cfg, splits, final_split, weak_art, stages, train, label, gt_loss, gt_val
+) -> dict[str, Any]:
+    """Appendix C: train the student on GT of the easy part of the transfer split, test on the hard part.
+
+    Difficulty is a task column (e.g. puzzle `rating`, low = easy) or the supervisor's confidence |p - 0.5|
+    (high = easy). The all-GT ceiling, the supervisor and the w2s student are scored on the same hard rows.
+    """
+    e2h = cfg.analysis.easy_to_hard
+    by, q = e2h.by, float(e2h.get("quantile", 0.5))
+    train_ds, test = splits[final_split], splits["test"]
+    if by == "confidence":
+        lab = label(cfg.supervisor, weak_art, final_split)
+        train_score = np.abs(_aligned(lab[final_split], train_ds) - 0.5)
+        test_score = np.abs(_aligned_preds(weak_art, test) - 0.5)
+        low = False
+    elif by in train_ds.column_names:
+        train_score, test_score, low = np.asarray(train_ds[by]), np.asarray(test[by]), True
+    else:
+        cols = sorted(set(train_ds.column_names) - {"idx", "hash", "label"})
+        raise ValueError(f"analysis.easy_to_hard.by={by!r}; choices: ['confidence', *{cols}]")
+    easy = analysis.easy_mask(train_score, q, easy_is_low=low)
+    hard_test = ~analysis.easy_mask(test_score, q, easy_is_low=low)
+    rows = train_ds.select(np.flatnonzero(easy).tolist())
+    art = train(
+        cfg.student, f"{final_split}:easy({by},{q})", _gt(rows), "gt", gt_loss, gt_val, save=False, rows=rows
+    )
+    stages["easy"] = str(art)
+    hard = test.select(np.flatnonzero(hard_test).tolist())
+    out: dict[str, Any] = {"by": by, "quantile": q, "n_train_easy": len(rows), "n_test_hard": len(hard)}
+    for role in ("easy", "weak", "w2s", "ceiling"):
+        out[role] = binary_metrics(_aligned_preds(Path(stages[role]), hard), _gt(hard))
+    return out
+
+
 def _test_metrics(artifact: Path, test: Dataset) -> dict[str, float]:
     preds = fit.read_preds(artifact)["test"]
     return binary_metrics(preds["prob"], _gt(test)[np.argsort(test["idx"])])
@@ -155,7 +202,7 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
     ]
     gt_val = ("val", splits["val"], _gt(splits["val"]))
     oracle = [("oracle", splits["test"], _gt(splits["test"]))] if cfg.early_stop.mode == "oracle" else []
-    analysis = [("test_gt", splits["test"], _gt(splits["test"]))] if cfg.early_stop.track_test else []
+    tracked = [("test_gt", splits["test"], _gt(splits["test"]))] if cfg.early_stop.track_test else []
     inputs_cache: dict[str, Any] = {}
 
     def inputs_for(model_cfg: Any) -> Any:
@@ -163,7 +210,8 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
             inputs_cache[model_cfg.name] = fit.model_inputs(cfg, model_cfg, task_ds, content_key)
         return inputs_cache[model_cfg.name]
 
-    def train(model_cfg, split, labels, labels_key, loss, val, save):
+    def train(model_cfg, split, labels, labels_key, loss, val, save, rows=None, extra_vals=()):
+        """One cached training stage; `rows` trains on a subset of `split` (named in `split`'s key)."""
         inputs, collate = inputs_for(model_cfg)
         key = _train_key(cfg, model_cfg, data_key, split, labels_key, loss)
         return fit.train_stage(
@@ -172,13 +220,19 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
             model_cfg,
             inputs,
             collate,
-            (splits[split], labels),
-            [val, *oracle, *analysis],
+            (splits[split] if rows is None else rows, labels),
+            [val, *oracle, *tracked, *extra_vals],
             loss,
             key,
             {"test": splits["test"]},
             save_weights=save,
         )
+
+    def sup_on_test(art: Path) -> tuple:
+        """A val set whose accuracy is agreement with a supervisor's test predictions, over training."""
+        if not cfg.early_stop.track_test:
+            return ()
+        return (("test_weak", splits["test"], _aligned_preds(art, splits["test"])),)
 
     def label(model_cfg, trained, split):
         inputs, collate = inputs_for(model_cfg)
@@ -186,6 +240,7 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
         return lab
 
     stages: dict[str, str] = {}
+    agree: dict[str, Any] = {}
     # 1. the weak supervisor on ground truth of split A
     weak_art = train(cfg.supervisor, "weak", _gt(splits["weak"]), "gt", gt_loss, gt_val, save=True)
     stages["weak"] = str(weak_art)
@@ -204,7 +259,9 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
             cfg.loss,
             weak_val,
             save=not is_student,
+            extra_vals=sup_on_test(prev_art),
         )
+        agree[f"chain{k + 1}" if not is_student else "w2s"] = _agreement(art, prev_art, splits["test"])
         if not is_student:
             chain_out.append({"model": model_cfg.name, **_test_metrics(art, splits["test"])})
             stages[f"chain{k + 1}"] = str(art)
@@ -231,11 +288,54 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
             cfg.loss,
             weak_val,
             save=False,
+            extra_vals=sup_on_test(weak_art),
         )
+        agree["direct"] = _agreement(direct, weak_art, splits["test"])
         stages["direct"] = str(direct)
         results["direct"] = _test_metrics(direct, splits["test"])
         results["pgr_direct"] = pgr_table(results["weak"], results["direct"], results["ceiling"], cfg.pgr_eps)
     results["pgr"] = pgr_table(results["weak"], results["w2s"], results["ceiling"], cfg.pgr_eps)
+    an = cfg.analysis
+    if an.get("noise_control"):
+        # Appendix E: the same error rate and confidences as the weak labels, errors on random rows
+        lab = label(cfg.supervisor, weak_art, final_split)
+        seed = int(cfg.seed)
+        noisy = analysis.random_noise_labels(
+            _aligned(lab[final_split], splits[final_split]), _gt(splits[final_split]), seed
+        )
+        noisy_val = analysis.random_noise_labels(
+            _aligned(lab["val"], splits["val"]), _gt(splits["val"]), seed + 1
+        )
+        art = train(
+            cfg.student,
+            final_split,
+            noisy,
+            {"random_noise_of": weak_art.name, "seed": seed},
+            cfg.loss,
+            ("val", splits["val"], noisy_val),
+            save=False,
+        )
+        stages["noise"] = str(art)
+        results["noise"] = _test_metrics(art, splits["test"])
+        results["pgr_noise"] = pgr_table(results["weak"], results["noise"], results["ceiling"], cfg.pgr_eps)
+        results["noise_error_rate"] = float(((noisy > 0.5) != (_gt(splits[final_split]) > 0.5)).mean())
+    if an.get("easy_to_hard") and an.easy_to_hard.get("by"):
+        results["easy_to_hard"] = _easy_to_hard(
+            cfg, splits, final_split, weak_art, stages, train, label, gt_loss, gt_val
+        )
+    if an.get("prompting") and an.prompting.get("enabled"):
+        from w2s.prompting import prompting_stage
+
+        lab = label(cfg.supervisor, weak_art, "transfer")
+        weak_transfer = _aligned(lab["transfer"], splits["transfer"])
+        results["prompting"] = prompting_stage(cfg, splits, weak_transfer, data_key, weak_art.name)
+    if an.get("agreement", True):
+        results["agreement"] = agree
+    metric = cfg.early_stop.metric
+    results["stopping"] = {
+        name: analysis.stopping(json.loads((Path(p) / "curve.json").read_text()), f"val/{metric}")
+        for name, p in stages.items()
+    }
     results.update(
         task=cfg.task.name,
         supervisor=cfg.supervisor.name,

@@ -1,0 +1,89 @@
+"""Section 5 analyses as plain functions of stored predictions: agreement, stopping, noise controls, difficulty.
+
+Nothing here trains a model; `w2s.pipeline` calls these on the arrays its stages wrote, so every analysis can be
+recomputed from an old run's artifacts and tested on hand-made arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def agreement(student: np.ndarray, supervisor: np.ndarray, gt: np.ndarray) -> dict[str, float | None]:
+    """How often the student's hard prediction equals the supervisor's (Figure 8), overall and split by
+    whether the supervisor is right; `None` where that subset is empty (e.g. a perfect supervisor)."""
+    s = np.asarray(student) > 0.5
+    w = np.asarray(supervisor) > 0.5
+    y = np.asarray(gt) > 0.5
+    same = s == w
+    right = w == y
+
+    def frac(mask: np.ndarray) -> float | None:
+        return float(same[mask].mean()) if mask.any() else None
+
+    return {
+        "all": frac(np.ones_like(same)),
+        "supervisor_right": frac(right),
+        "supervisor_wrong": frac(~right),
+        "supervisor_acc": float(right.mean()),
+        "n_wrong": int((~right).sum()),
+    }
+
+
+def stopping(curve: list[dict[str, float]], select: str, metric: str = "acc") -> dict[str, Any]:
+    """GT test `metric` at three checkpoints of one training run (Section 5.1.1).
+
+    `final`: the last evaluation; `oracle`: the best GT test value anywhere on the curve (cheating early
+    stopping); `selected`: the value where the selection metric `select` (e.g. `val/auroc` on weak labels)
+    peaked, which is the checkpoint a non-cheating run keeps. Ties keep the earliest point, as KeepBest does.
+    """
+    key = f"test_gt/{metric}"
+    points = [p for p in curve if key in p]
+    if not points:
+        return {"final": None, "oracle": None, "selected": None, "points": 0}
+    values = [p[key] for p in points]
+    chosen = points[0]
+    for p in points:
+        if p.get(select, -np.inf) > chosen.get(select, -np.inf):
+            chosen = p
+    best = int(np.nanargmax(values))
+    return {
+        "final": float(values[-1]),
+        "oracle": float(values[best]),
+        "oracle_step": int(points[best]["step"]),
+        "selected": float(chosen[key]),
+        "selected_step": int(chosen["step"]),
+        "points": len(points),
+    }
+
+
+def random_noise_labels(weak: np.ndarray, gt: np.ndarray, seed: int) -> np.ndarray:
+    """Weak labels with the same error count and the same confidence values, but errors on random rows.
+
+    The control of Appendix E: a student that beats its supervisor by more on these labels than on the real
+    ones is merely robust to noise; one that does equally well could not imitate the real errors either. The
+    multiset of confidences max(p, 1-p) is kept (shuffled over rows), so only the errors' structure changes.
+    """
+    weak = np.asarray(weak, dtype=np.float64)
+    y = np.asarray(gt) > 0.5
+    rng = np.random.default_rng(seed)
+    n_wrong = int(((weak > 0.5) != y).sum())
+    conf = rng.permutation(np.maximum(weak, 1 - weak))
+    wrong = np.zeros(len(y), dtype=bool)
+    wrong[rng.choice(len(y), size=n_wrong, replace=False)] = True
+    toward_one = y ^ wrong  # the hard label the noisy target points to
+    return np.where(toward_one, conf, 1 - conf).astype(np.float32)
+
+
+def easy_mask(score: np.ndarray, quantile: float, easy_is_low: bool) -> np.ndarray:
+    """Rows on the easy side of the `quantile` of a difficulty score (Appendix C's easy-to-hard split).
+
+    Puzzle ratings are easy when low; supervisor confidence |p - 0.5| is easy when high.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    if not 0 < quantile < 1:
+        raise ValueError(f"easy_to_hard.quantile={quantile!r} must be in (0, 1)")
+    cut = np.quantile(score, quantile if easy_is_low else 1 - quantile)
+    return score <= cut if easy_is_low else score >= cut

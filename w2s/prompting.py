@@ -1,0 +1,148 @@
+"""Prompting baselines (Section 5.2.1): zero- and k-shot prompting of a decoder, GT or weak labels as shots.
+
+A prompt is k demonstrations (the task's `prompt_template` followed by a label word) and the query; the answer
+is scored by the next-token log-probabilities of the two label words, so P(class 1) = softmax over the pair.
+No generation and no parsing: a model that would answer something else still gets a calibrated score.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from w2s import models
+from w2s.artifacts import cached
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORDS = (" No", " Yes")
+
+
+def build_prompts(
+    template: str,
+    queries: list[dict[str, Any]],
+    pool: list[dict[str, Any]],
+    pool_labels: np.ndarray,
+    k: int,
+    label_words: tuple[str, str],
+    seed: int,
+    max_chars: int = 600,
+) -> list[str]:
+    """One prompt per query: `k` demonstrations drawn from `pool` (seeded per query, never the query itself)."""
+    rng = np.random.default_rng(seed)
+    hard = (np.asarray(pool_labels) > 0.5).astype(int)
+    out = []
+    for q in queries:
+        shots = []
+        if k:
+            for j in rng.choice(len(pool), size=min(k, len(pool)), replace=False):
+                row = {c: _clip(v, max_chars) for c, v in pool[int(j)].items()}
+                shots.append(template.format(**row) + label_words[hard[int(j)]])
+        shots.append(template.format(**{c: _clip(v, max_chars) for c, v in q.items()}))
+        out.append("\n\n".join(shots))
+    return out
+
+
+def _clip(value: Any, n: int) -> Any:
+    return value[:n] if isinstance(value, str) else value
+
+
+def label_token_ids(tok: Any, label_words: tuple[str, str]) -> list[int]:
+    """The first token of each label word; distinct, or the comparison would be meaningless."""
+    ids = [tok(w, add_special_tokens=False)["input_ids"][0] for w in label_words]
+    if ids[0] == ids[1]:
+        raise ValueError(f"label words {label_words!r} start with the same token {ids[0]}; pick other words")
+    return ids
+
+
+@torch.no_grad()
+def score(model: Any, tok: Any, prompts: list[str], label_ids: list[int], batch_size: int, max_length: int):
+    """P(second label word) for every prompt: last-position logits, left padding, batches sorted by length."""
+    tok.padding_side = "left"
+    tok.truncation_side = "left"
+    model.eval()
+    order = np.argsort([len(p) for p in prompts])
+    probs = np.zeros(len(prompts), dtype=np.float32)
+    for start in range(0, len(prompts), batch_size):
+        rows = order[start : start + batch_size]
+        enc = tok([prompts[i] for i in rows], return_tensors="pt", padding=True, truncation=True,
+                  max_length=max_length)  # fmt: skip
+        logits = model(**enc).logits[:, -1, :].float()
+        pair = torch.log_softmax(logits, dim=-1)[:, label_ids]
+        probs[rows] = torch.softmax(pair, dim=-1)[:, 1].numpy()
+    return probs
+
+
+def prompting_stage(
+    cfg: Any,
+    splits: Any,
+    weak_transfer: np.ndarray,
+    data_key: Any,
+    labels_from: str,
+) -> dict[str, dict[str, float]]:
+    """Test metrics of each (shots, label source) prompting baseline; cached per model, data and setting.
+
+    `max_test` scores a seeded sample of the test split (prompting a 0.5B model on 3,000 long prompts is the
+    slowest part of a CPU run); results say how many rows were scored.
+    """
+    from w2s.config import model_config
+    from w2s.metrics import binary_metrics
+
+    pcfg = cfg.analysis.prompting
+    model_cfg = model_config(pcfg.model)
+    template = cfg.task.get("prompt_template")
+    if not template:
+        raise ValueError(f"task {cfg.task.name!r} has no prompt_template; prompting needs one")
+    words = tuple(cfg.task.get("label_words") or DEFAULT_WORDS)
+    test = splits["test"]
+    if pcfg.get("max_test") and int(pcfg.max_test) < len(test):  # seeded: rows may be sorted by label
+        pick = np.random.default_rng(int(cfg.seed)).choice(len(test), int(pcfg.max_test), replace=False)
+        test = test.select(np.sort(pick).tolist())
+    cols = [c for c in test.column_names if c not in ("label", "idx", "hash")]
+    queries = [{c: r[c] for c in cols} for r in test]
+    gt = np.asarray(test["label"])
+    sources = {
+        "gt": (splits["weak"], np.asarray(splits["weak"]["label"], dtype=np.float32)),
+        "weak": (splits["transfer"], np.asarray(weak_transfer, dtype=np.float32)),
+    }
+    out: dict[str, dict[str, float]] = {}
+    loaded: dict[str, Any] = {}
+    for k in pcfg.shots:
+        for src in ["gt"] if int(k) == 0 else list(pcfg.labels):
+            if src not in sources:
+                raise ValueError(f"analysis.prompting.labels has {src!r}; choices: {sorted(sources)}")
+            pool_ds, pool_labels = sources[src]
+            name = "0shot" if int(k) == 0 else f"{k}shot_{src}"
+
+            def build(path: Path, k=k, pool_ds=pool_ds, pool_labels=pool_labels) -> dict[str, Any]:
+                if not loaded:
+                    loaded["tok"] = models.load_tokenizer(model_cfg)
+                    loaded["model"] = models.load_backbone(model_cfg, causal_lm=True)
+                pool = [{c: r[c] for c in cols} for r in pool_ds]
+                prompts = build_prompts(template, queries, pool, pool_labels, int(k), words, int(cfg.seed))
+                ids = label_token_ids(loaded["tok"], words)
+                p = score(loaded["model"], loaded["tok"], prompts, ids, int(pcfg.batch_size),
+                          int(pcfg.max_length))  # fmt: skip
+                np.save(path / "prob.npy", p)
+                return {"n": len(p), "example_prompt": prompts[0][-2000:]}
+
+            key = {
+                "model": model_cfg.name,
+                "source": dict(model_cfg.source),
+                "data": data_key,
+                "shots": int(k),
+                "labels": src if int(k) else None,
+                "labels_from": labels_from if src == "weak" and int(k) else None,
+                "template": template,
+                "words": list(words),
+                "max_test": pcfg.get("max_test"),
+                "max_length": int(pcfg.max_length),
+            }
+            art = cached(cfg.paths.artifact_root, "prompt", key, build, force=bool(cfg.force))
+            out[name] = binary_metrics(np.load(art / "prob.npy"), gt)
+            log.info("prompting %s with %s: %s", name, model_cfg.name, out[name])
+    return {"model": model_cfg.name, "n_test": len(test), **out}
