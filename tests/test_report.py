@@ -1,0 +1,157 @@
+"""The report reads results.json files (and lists jobs without one); W&B runs offline and is read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from w2s.report import collect, main, write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+SIZES = {"sup-s": 1e7, "sup-m": 5e7, "stu-m": 1e8, "stu-l": 1e9}
+
+
+def _job(
+    root: Path,
+    n: int,
+    task: str,
+    sup: str,
+    stu: str,
+    loss: str,
+    seed: int,
+    weak: float,
+    w2s: float,
+    ceil: float,
+):
+    job = root / str(n)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (job / ".hydra" / "overrides.yaml").write_text(f"- task={task}\n- seed={seed}\n")
+    res = {
+        "task": task, "supervisor": sup, "student": stu, "loss": loss, "method": "naive", "seed": seed,
+        "weak": {"acc": weak}, "w2s": {"acc": w2s}, "ceiling": {"acc": ceil},
+        "pgr": {"acc": (w2s - weak) / (ceil - weak)},
+        "config": {"supervisor": {"params": SIZES[sup]}, "student": {"params": SIZES[stu]}},
+        "curves": {"w2s": [{"step": s, "test_gt/acc": w2s + 0.01 * (s == 2), "test_weak/acc": 0.8} for s in (1, 2, 3)]},
+    }  # fmt: skip
+    (job / "results.json").write_text(json.dumps(res))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    root = tmp_path / "multirun" / "day" / "time"
+    n = 0
+    for task in ("sciq", "boolq"):
+        for sup in ("sup-s", "sup-m"):
+            for stu in ("stu-m", "stu-l"):
+                for seed in (0, 1):
+                    base = 0.6 if sup == "sup-s" else 0.65
+                    ceil = 0.8 if stu == "stu-m" else 0.9
+                    w2s = base + (0.5 + 0.1 * seed) * (ceil - base) + (0.02 if task == "boolq" else 0)
+                    _job(root, n, task, sup, stu, "xent", seed, base, w2s, ceil)
+                    n += 1
+    crashed = root / str(n)
+    (crashed / ".hydra").mkdir(parents=True)
+    (crashed / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (crashed / ".hydra" / "overrides.yaml").write_text("- task=sciq\n- seed=2\n")
+    (crashed / "train.log").write_text(
+        "starting\nValueError: loss is nan at step 3; batch example ids [4, 9]\n"
+    )
+    return root
+
+
+def test_table_means_spread_and_medians_by_hand(sweep, tmp_path):
+    rep = write_report(sweep, tmp_path / "out")
+    assert rep["runs"] == 16
+    s = rep["summary"].set_index(["task", "supervisor", "student"])
+    cell = s.loc[("sciq", "sup-s", "stu-l")]
+    # seeds 0 and 1: w2s = 0.6 + 0.5 * 0.3 and 0.6 + 0.6 * 0.3 -> mean 0.765, std |0.03| / sqrt(2)
+    assert cell["w2s_acc_mean"] == pytest.approx(0.765)
+    assert cell["w2s_acc_std"] == pytest.approx(0.03 / 2**0.5)
+    assert cell["pgr_acc_mean"] == pytest.approx(0.55) and cell["n"] == 2
+    med = rep["medians"].set_index(["supervisor", "student"]).loc[("sup-s", "stu-l")]
+    # boolq's w2s is 0.02 higher: the median of two tasks is their mean
+    assert med["w2s_acc_mean"] == pytest.approx(0.765 + 0.01) and med["tasks"] == 2
+    table = pd.read_csv(tmp_path / "out" / "table.csv")
+    assert len(table) == 8 and set(table["loss"]) == {"xent"}
+    for png in rep["pngs"]:
+        assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
+    assert {p.name for p in rep["pngs"]} == {"accuracy_xent.png", "pgr.png", "curves.png"}
+
+
+def test_failed_jobs_are_listed_with_their_error(sweep, tmp_path, capsys):
+    _, _, missing = collect(sweep)
+    assert len(missing) == 1
+    assert missing[0]["overrides"] == "task=sciq seed=2"
+    assert "loss is nan at step 3" in missing[0]["reason"]
+    assert main([str(sweep), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr()
+    assert "Failed or missing runs: 1" in out.out and "MISSING" in out.err
+    assert "loss is nan" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_bad_sweep_folder_is_one_line(tmp_path, capsys):
+    assert main([str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def _inspect(run_dir: Path) -> dict:
+    out = subprocess.run(
+        ["wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def _train(tmp_path: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "train.py"), "experiment=tiny", "logger=wandb",
+           f"paths.artifact_root={tmp_path / 'artifacts'}", f"hydra.run.dir={tmp_path / 'run'}", *overrides]  # fmt: skip
+    full_env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(tmp_path),
+        "PYTHONPATH": f"{root}:{root / 'tests'}",
+        **(env or {}),
+    }
+    full_env.pop("WANDB_API_KEY", None)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=full_env, cwd=tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("wandb") is None, reason="the wandb CLI comes with the wandb package")
+def test_wandb_offline_run_reads_back_with_pgr_config_and_tags(tmp_path):
+    proc = _train(tmp_path, "seed=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    runs = list((tmp_path / "run").glob("wandb/offline-run-*"))
+    assert len(runs) == 1
+    rec = _inspect(runs[0])
+    assert rec["state"] == "finished" and rec["exit_code"] == 0
+    assert rec["name"] == "rotten_tomatoes.tiny-bert-tiny-bert-large.xent.naive.s1"
+    assert "loss=xent" in rec["tags"] and "student=tiny-bert-large" in rec["tags"]
+    assert rec["config"]["seed"] == 1 and rec["config"]["student"]["name"] == "tiny-bert-large"
+    assert "git_sha" in rec["config"]
+    summary = rec["summary"]
+    assert summary["test/w2s_acc"] == pytest.approx(results["w2s"]["acc"])
+    assert summary["test/ceiling_acc"] == pytest.approx(results["ceiling"]["acc"])
+    if results["pgr"]["acc"] is not None:
+        assert summary["test/pgr"] == pytest.approx(results["pgr"]["acc"])
+    assert (tmp_path / "run" / "csv").is_dir()  # CSV is always on
+
+
+@pytest.mark.skipif(shutil.which("wandb") is None, reason="the wandb CLI comes with the wandb package")
+def test_crashed_run_is_marked_failed(tmp_path):
+    # the student's loss is NaN: the run stops mid-training (after the supervisor stage)
+    proc = _train(tmp_path, "loss._target_=nan_loss.NanLoss")
+    assert proc.returncode != 0
+    runs = list((tmp_path / "run").glob("wandb/offline-run-*"))
+    assert len(runs) == 1
+    rec = _inspect(runs[0])
+    assert rec["state"] == "failed" and rec["exit_code"] != 0
