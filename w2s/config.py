@@ -46,8 +46,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Errors caused by what the user typed or supplied: `train.py` prints them as one line, exit code 2."""
     from w2s.models import ModelError
     from w2s.tasks import TaskError
+    from w2s.tasks.nlp import FormatError
 
-    return (ConfigError, TaskError, ModelError)
+    return (ConfigError, TaskError, ModelError, FormatError)
 
 
 def choices(group: str) -> list[str]:

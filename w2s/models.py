@@ -151,7 +151,11 @@ def _assembled(name: str, make_file, sha256: str | None, convert_gguf: bool) -> 
         raw = root / ("model.gguf" if convert_gguf else "model.zip")
         if not raw.exists():
             make_file(raw)
-        _check_sha(raw, sha256)
+        try:
+            _check_sha(raw, sha256)
+        except ModelError:
+            raw.unlink(missing_ok=True)  # never keep a file that failed its pin: the next try rebuilds it
+            raise
         if convert_gguf:
             _gguf_to_hf(raw, hf)
         else:

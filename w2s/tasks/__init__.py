@@ -71,7 +71,9 @@ def load_task(task_cfg: Any, seed: int = 0) -> tuple[Dataset, dict[str, Any]]:
     try:
         ds = instantiate(task_cfg.loader)
     except InstantiationException as e:  # Hydra wraps the loader's own error: show that one
-        if isinstance(e.__cause__, TaskError):
+        from w2s.config import user_errors
+
+        if isinstance(e.__cause__, user_errors()):
             raise e.__cause__ from None
         raise
     if not isinstance(ds, Dataset):
