@@ -356,7 +356,11 @@ def memory(model_names: list[str], rows: int) -> dict[str, Any]:
     """Peak memory of each stage in its own process (ru_maxrss is per process and never goes down)."""
     out: dict[str, Any] = {"baseline": _child(model_names[0], "baseline", rows)}
     for name in model_names:
-        models.resolve(model_config(name))  # assemble/convert once, outside the measured processes
+        try:
+            models.resolve(model_config(name))  # assemble/convert once, outside the measured processes
+        except models.ModelError as e:
+            out[name] = {"resolve": {"error": str(e)}}
+            continue
         out[name] = {stage: _child(name, stage, rows) for stage in ("load", "features", "train_full")}
     return out
 

