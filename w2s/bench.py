@@ -43,7 +43,7 @@ QUICK = {
 }
 FULL = {
     "model": "minilm-l6",
-    "overhead_rows": 320,
+    "overhead_rows": 640,
     "limit": None,
     "label_rows": 1000,
     "naive_batch": 256,
@@ -54,7 +54,7 @@ FULL = {
     },
     "memory_models": ["minilm-l6", "mpnet-base", "smollm2-135m"],
     "memory_rows": 256,
-    "repeats": 2,
+    "repeats": 3,
 }
 MAX_LENGTH = 128  # overhead and label figures: same truncation for both sides
 
@@ -88,7 +88,8 @@ def bare_epoch(net: torch.nn.Module, batches: Any, lr: float) -> float:
     loss_fn, steps = XEnt(), len(batches)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(1.0, s / steps))))
-    net.train()
+    # modules keep the mode they were loaded in, as under Lightning (which preserves them): pretrained
+    # backbones load in eval mode, so dropout is off on both sides
     t0 = time.perf_counter()
     for step, batch in enumerate(batches):
         loss = loss_fn(net(batch), batch["target"], step / steps)
