@@ -43,7 +43,7 @@ QUICK = {
 }
 FULL = {
     "model": "minilm-l6",
-    "overhead_rows": 640,
+    "overhead_rows": 480,
     "limit": None,
     "label_rows": 1000,
     "naive_batch": 256,
@@ -369,9 +369,28 @@ def memory(model_names: list[str], rows: int) -> dict[str, Any]:
 # --- the report -------------------------------------------------------------------------------------------------
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Every figure, as a dict (also printed by `main`)."""
+def run(quick: bool = False, threads: int = 1) -> dict[str, Any]:
+    """Every figure, as a dict (also printed by `main`).
+
+    `threads` torch threads here and in the memory subprocesses: on a shared 2-core machine two threads that
+    compete with other jobs run 2-5x slower than one (OpenMP threads wait on each other), which swamps the
+    differences measured here.
+    """
     p = QUICK if quick else FULL
+    before = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        return _measure(p, quick)
+    finally:
+        torch.set_num_threads(before[0])
+        if before[1] is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = before[1]
+
+
+def _measure(p: dict[str, Any], quick: bool) -> dict[str, Any]:
     figures: dict[str, Any] = {"quick": quick, "torch_threads": torch.get_num_threads()}
     steps = [
         ("overhead", lambda: overhead(p["model"], p["overhead_rows"], repeats=p["repeats"])),
@@ -432,14 +451,18 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny models and small data (seconds, for tests)")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: fair on a shared machine)"
+    )
     ap.add_argument("--stage", help=argparse.SUPPRESS)  # internal: one memory measurement in a fresh process
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--rows", type=int, default=256, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.stage:
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
         print(json.dumps(stage_memory(args.model, args.stage, args.rows)), flush=True)
         return
-    figures = run(quick=args.quick)
+    figures = run(quick=args.quick, threads=args.threads)
     print("\n" + format_report(figures), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
