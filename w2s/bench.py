@@ -38,8 +38,9 @@ QUICK = {
         "losses": ["xent", "conf"],
     },
     "memory_models": ["tiny-bert"],
+    "memory_stages": ["features"],
     "memory_rows": 64,
-    "repeats": 2,
+    "repeats": 1,
 }
 FULL = {
     "model": "minilm-l6",
@@ -53,6 +54,7 @@ FULL = {
         "losses": ["xent", "conf"],
     },
     "memory_models": ["minilm-l6", "mpnet-base", "smollm2-135m"],
+    "memory_stages": ["load", "features", "train_full"],
     "memory_rows": 256,
     "repeats": 3,
 }
@@ -353,7 +355,7 @@ def _child(model_name: str, stage: str, rows: int) -> dict[str, Any]:
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def memory(model_names: list[str], rows: int) -> dict[str, Any]:
+def memory(model_names: list[str], rows: int, stages: list[str]) -> dict[str, Any]:
     """Peak memory of each stage in its own process (ru_maxrss is per process and never goes down)."""
     out: dict[str, Any] = {"baseline": _child(model_names[0], "baseline", rows)}
     for name in model_names:
@@ -362,7 +364,7 @@ def memory(model_names: list[str], rows: int) -> dict[str, Any]:
         except models.ModelError as e:
             out[name] = {"resolve": {"error": str(e)}}
             continue
-        out[name] = {stage: _child(name, stage, rows) for stage in ("load", "features", "train_full")}
+        out[name] = {stage: _child(name, stage, rows) for stage in stages}
     return out
 
 
@@ -397,7 +399,7 @@ def _measure(p: dict[str, Any], quick: bool) -> dict[str, Any]:
         ("padding", lambda: padding("tiny-bert" if quick else "minilm-l6", p["limit"])),
         ("labels", lambda: label_speed(p["model"], p["label_rows"], p["naive_batch"])),
         ("sweep", lambda: sweep(**p["sweep"])),
-        ("memory", lambda: memory(p["memory_models"], p["memory_rows"])),
+        ("memory", lambda: memory(p["memory_models"], p["memory_rows"], p["memory_stages"])),
     ]
     for name, step in steps:
         t0 = time.perf_counter()
