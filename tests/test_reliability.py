@@ -29,7 +29,9 @@ METRICS = ("weak", "w2s", "ceiling", "pgr")
 
 
 def _train_py(args: list[str], tmp: Path, **kw) -> subprocess.Popen:
+    # one thread: on a shared machine competing OpenMP threads make a tiny run many times slower
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env["OMP_NUM_THREADS"] = "1"
     return subprocess.Popen(
         [sys.executable, "train.py", *args],
         cwd=REPO,
@@ -49,6 +51,7 @@ def _complete(root: Path) -> dict[str, float]:
 # --- resume -------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_reusing_finished_stages(tmp_path):
     """SIGKILL mid-stage, rerun the same command: finished stages are reused, results equal a clean run's."""
     root, out = tmp_path / "art", tmp_path / "out"
