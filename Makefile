@@ -37,8 +37,8 @@ demo: install install-offline  ## the embedded default: Rotten Tomatoes, MiniLM-
 test: install install-offline install-apt  ## the whole suite (fast tests + marked integration tests)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast:  ## the suite without integration and SLURM tests, nothing installed
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -m "not integration and not slurm"
+test-fast:  ## the suite without integration, SLURM and slow tests, nothing installed
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -m "not integration and not slurm and not slow"
 
 lint:  ## ruff, the one linter
 	ruff check . && ruff format --check .

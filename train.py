@@ -1,8 +1,12 @@
 """Run one weak-to-strong experiment: `python train.py task=... supervisor=... student=... loss=...`."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from w2s.config import user_errors
+from w2s.module import NonFiniteLoss
 from w2s.pipeline import quiet, run
 from w2s.tracking import format_table, session
 
@@ -10,8 +14,15 @@ from w2s.tracking import format_table, session
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     quiet()
-    with session(cfg):  # loggers finish on every exit path; a crash marks the W&B run failed
-        results = run(cfg)
+    try:
+        with session(cfg):  # loggers finish on every exit path; a crash marks the W&B run failed
+            results = run(cfg)
+    except user_errors() as e:  # a bad value the user typed or supplied: one line naming it, no traceback
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except NonFiniteLoss as e:  # diverged: the step and the batch's example ids, no traceback
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(3)
     print(format_table(results), flush=True)
     return results["pgr"].get("acc")
 

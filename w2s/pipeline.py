@@ -352,6 +352,10 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
         config=OmegaConf.to_container(cfg, resolve=True),
         git_sha=models.git_sha(),
         versions=artifacts.versions(),
+        models={
+            r: models.provenance(m)
+            for r, m in zip(["supervisor", *chain_names, "student"], ladder, strict=True)
+        },
         seconds=round(time.time() - t0, 1),
     )
     return finish(cfg, results)

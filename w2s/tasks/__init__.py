@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,14 @@ def balance(ds: Dataset, seed: int) -> tuple[Dataset, dict[str, int]]:
 def load_task(task_cfg: Any, seed: int = 0) -> tuple[Dataset, dict[str, Any]]:
     """Load, check, dedup and (for labelled kinds) balance a task. Returns the dataset and its counts."""
     name, kind = task_cfg.name, task_cfg.type
-    ds = instantiate(task_cfg.loader)
+    try:
+        ds = instantiate(task_cfg.loader)
+    except InstantiationException as e:  # Hydra wraps the loader's own error: show that one
+        from w2s.config import user_errors
+
+        if isinstance(e.__cause__, user_errors()):
+            raise e.__cause__ from None
+        raise
     if not isinstance(ds, Dataset):
         raise TaskError(f"task {name!r}: loader must return datasets.Dataset, got {type(ds).__name__}")
     check_schema(ds, kind, name)

@@ -478,7 +478,11 @@ def load_custom(
     return Dataset.from_dict(
         {
             "id": [f"custom-{i}" for i in range(len(df))],
-            "text": df[text_column].astype(str).tolist(),
+            # an empty cell stays None (not the string "nan"), so check_schema names its row
+            "text": [
+                None if (t is None or (isinstance(t, float) and np.isnan(t))) else str(t)
+                for t in df[text_column]
+            ],
             "label": labels,
         }
     )
