@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from w2s.config import user_errors
+from w2s.config import user_errors, validate
 from w2s.module import NonFiniteLoss
 from w2s.pipeline import quiet, run
 from w2s.tracking import format_table, session
@@ -15,6 +15,7 @@ from w2s.tracking import format_table, session
 def main(cfg: DictConfig) -> float | None:
     quiet()
     try:
+        validate(cfg)  # before any logger starts: a bad value is one line, not a half-made W&B run
         with session(cfg):  # loggers finish on every exit path; a crash marks the W&B run failed
             results = run(cfg)
     except user_errors() as e:  # a bad value the user typed or supplied: one line naming it, no traceback

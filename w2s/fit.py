@@ -192,6 +192,7 @@ def train_stage(
             enable_model_summary=False,
             default_root_dir=str(out),
         )
+        net.train()  # from_pretrained returns eval mode and Lightning keeps it: finetune with dropout on
         trainer.fit(module, datamodule=dm)
         if select != "final":
             keep.restore(net)
