@@ -178,7 +178,7 @@ def plot_accuracy(summary: pd.DataFrame, out: Path, metric: str = "acc") -> list
                 ax.errorbar(s["student_params"], s[f"w2s_{metric}_mean"], yerr=s[f"w2s_{metric}_std"].fillna(0),
                             color=color, marker="o", capsize=2, label=f"weak: {sup}")  # fmt: skip
                 ax.axhline(s[f"weak_{metric}_mean"].mean(), color=color, lw=0.8, ls=":")
-            ax.set_xscale("log")
+            _size_axis(ax, t["student_params"])
             ax.set_title(task, fontsize=9)
             ax.set_xlabel("student parameters")
             ax.set_ylabel(f"test {metric}")
@@ -214,7 +214,7 @@ def plot_pgr(summary: pd.DataFrame, out: Path, metric: str = "acc") -> Path:
             if len(s):
                 ax.plot(s.index, s.values, marker="o", color=color, label=f"weak: {sup}")
         ax.axhline(0, color="grey", lw=0.5)
-        ax.set_xscale("log")
+        _size_axis(ax, part["student_params"])
         ax.set_title(f"loss={loss}")
         ax.set_xlabel("student parameters")
     axes.flat[0].set_ylabel(f"PGR ({metric}), median over tasks")
@@ -253,6 +253,17 @@ def plot_curves(curves: list[dict[str, Any]], out: Path) -> Path | None:
     path = _save(fig, out / "curves.png")
     plt.close(fig)
     return path
+
+
+def _size_axis(ax: Any, params: pd.Series) -> None:
+    """Log x axis with one labelled tick per student size (e.g. 110M, 1.5B), as the paper's compute axis."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ticks = sorted({float(p) for p in params.dropna()})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{p / 1e9:.3g}B" if p >= 1e9 else f"{p / 1e6:.3g}M" for p in ticks], fontsize=8)
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _save(fig: Any, path: Path) -> Path:
