@@ -211,6 +211,7 @@ def test_examples_length_mismatch_is_an_error():
 def test_every_config_file_composes(cfg_factory):
     for group, key in [
         ("task", "task"),
+        ("split", "split"),
         ("supervisor", "supervisor"),
         ("student", "student"),
         ("loss", "loss"),

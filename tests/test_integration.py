@@ -35,3 +35,33 @@ def test_embedded_default_reduced(tmp_path):
     assert res["weak"]["acc"] > 0.6
     assert res["ceiling"]["acc"] > res["weak"]["acc"]
     assert res["pgr"]["acc"] is not None
+
+
+def test_chess_on_the_offline_ladder_reduced(tmp_path):
+    """`python train.py task=chess loss=conf` (the user's own command) on the real SmolLM2 -> Gemma-3 decoders,
+    at a reduced size: greedy weak moves, exact-match and legality metrics, complete results."""
+    cmd = [
+        sys.executable,
+        "train.py",
+        "task=chess",
+        "loss=conf",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"paths.artifact_root={tmp_path / 'art'}",
+        "task.max_rating=1200",
+        "split.weak=120",
+        "split.transfer=60",
+        "split.val=20",
+        "split.test=60",
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "legal" in out.stdout and "PGR" in out.stdout
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert (res["supervisor"], res["student"], res["loss"]) == ("smollm2-135m", "gemma3-270m", "conf")
+    assert set(res["weak"]) == {"acc", "legal"} and set(res["pgr"]) == {"acc", "legal"}
+    # a pretrained decoder whose unembedding learnt 120 first moves writes legal moves far more often than not
+    assert res["weak"]["legal"] > 0.5 and res["ceiling"]["legal"] > 0.5
+    assert (
+        res["agreement"]["w2s"]["all"] is not None
+        and res["task_info"]["prompts_truncated"]["gemma3-270m"] == 0
+    )

@@ -126,3 +126,56 @@ def test_chess_preference_is_oracle_labelled_balanced_and_cached(tmp_path):
         engine.quit()
     again = generate_preferences(24, depth=6, cache_dir=str(tmp_path), engine_path="/nonexistent/sf")
     assert [r["id"] for r in again] == ds["id"]  # from the cache: no engine needed
+
+
+# --- the reward model: pairwise head, its unembedding init, generative finetuning ---------------------------
+
+
+def test_reward_head_starts_as_the_lm_logit_of_its_token(cfg_factory):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from w2s import fit, models
+
+    cfg = cfg_factory("task=hhh_alignment", "supervisor=tiny-bert", "student=tiny-llama")
+    token = cfg.task.get("reward_init_token", " Yes")
+    init = fit.reward_head_init(cfg.task, cfg.student, "pairwise")
+    net = fit.build_network(cfg.student, "pairwise", [], init)
+    tok = models.load_tokenizer(cfg.student)
+    tid = tok(token, add_special_tokens=False)["input_ids"][-1]
+    lm = AutoModelForCausalLM.from_pretrained(models.resolve(cfg.student)).eval()
+    ids = torch.tensor([tok("Human: hi\n\nAssistant: hello")["input_ids"]])
+    mask = torch.ones_like(ids)
+    net.eval()
+    with torch.no_grad():
+        score = net({"input_ids": ids[:, None], "attention_mask": mask[:, None]})  # one candidate
+        logit = lm(input_ids=ids, attention_mask=mask).logits[0, -1, tid]
+    assert torch.allclose(score[0, 0], logit, atol=1e-4)
+    # encoders (no unembedding) and classification keep the zero init
+    assert fit.reward_head_init(cfg.task, cfg.supervisor, "pairwise") is None
+    assert fit.reward_head_init(cfg.task, cfg.student, "classify") is None
+
+
+def test_generative_finetuning_runs_once_and_serves_student_and_ceiling(cfg_factory):
+    from w2s import artifacts
+    from w2s.config import ConfigError, validate
+    from w2s.pipeline import run
+
+    small = ["split.weak=60", "split.transfer=60", "split.val=30", "split.test=60", "trainer=fast"]
+    base = ["task=hhh_alignment", "supervisor=tiny-bert", "student=tiny-llama", *small]
+    with pytest.raises(ConfigError, match="decoder student"):
+        validate(cfg_factory(*base[:2], "student=tiny-bert-large", "gen_finetune.enabled=true"))
+    before = artifacts.BUILDS.copy()
+    res = run(cfg_factory(*base, "gen_finetune.enabled=true", "gen_finetune.epochs=2"))
+    gft = res["gen_finetune"]
+    assert gft["enabled"] and gft["steps"] > 0 and gft["texts"] > 0
+    assert gft["val_lm_tok_acc_after"] > gft["val_lm_tok_acc_before"]  # it learnt the task's text
+    assert res["models"]["student"]["name"] == "tiny-llama+gft"
+    assert (artifacts.BUILDS - before)["gen_finetune"] == 1
+    before = artifacts.BUILDS.copy()
+    res2 = run(cfg_factory(*base, "gen_finetune.enabled=true", "gen_finetune.epochs=2", "loss=conf"))
+    built = artifacts.BUILDS - before
+    assert built["gen_finetune"] == 0 and built["train"] == 1  # only the w2s student retrains
+    assert res2["ceiling"] == res["ceiling"]
+    plain = run(cfg_factory(*base))
+    assert plain["gen_finetune"] == {"enabled": False} and plain["ceiling"] != res["ceiling"]

@@ -17,8 +17,12 @@ def agreement(student: np.ndarray, supervisor: np.ndarray, gt: np.ndarray) -> di
     s = np.asarray(student) > 0.5
     w = np.asarray(supervisor) > 0.5
     y = np.asarray(gt) > 0.5
-    same = s == w
-    right = w == y
+    return agreement_of(s == w, w == y)
+
+
+def agreement_of(same: np.ndarray, right: np.ndarray) -> dict[str, float | None]:
+    """Agreement from per-row booleans (student equals supervisor; supervisor is right): any task kind."""
+    same, right = np.asarray(same, dtype=bool), np.asarray(right, dtype=bool)
 
     def frac(mask: np.ndarray) -> float | None:
         return float(same[mask].mean()) if mask.any() else None

@@ -163,3 +163,11 @@ def open_engine(path: str | None = None, threads: int = 1, hash_mb: int = 16) ->
 def score_cp(info: chess.engine.InfoDict, turn: chess.Color, mate_cp: int = 10_000) -> int:
     """The engine's score from the mover's side in centipawns; mate in n counts as mate_cp - n."""
     return int(info["score"].pov(turn).score(mate_score=mate_cp))
+
+
+def same_move(position: str, a: str, b: str) -> bool:
+    """Whether two answers name the same move in a position (as moves: "Qxf7" = "Qxf7#"); two
+    illegal answers count as the same only when their text is."""
+    board = board_from_text(position)
+    ma, mb = parse_move(board, a), parse_move(board, b)
+    return ma == mb if (ma is not None or mb is not None) else a.strip() == b.strip()

@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from w2s import tracking  # noqa: F401  (registers ${w2s_wandb_offline:}, which conf/logger/wandb.yaml uses)
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -55,6 +57,15 @@ def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+def decoders() -> list[str]:
+    """Catalogue entries that can generate (and be prompted)."""
+    return [
+        n
+        for n in choices("model")
+        if OmegaConf.load(CONF_DIR / "model" / f"{n}.yaml").get("arch") == "decoder"
+    ]
+
+
 def model_config(name: str) -> DictConfig:
     """A model catalogue entry by name (for `method.chain`, which lists models by name)."""
     path = CONF_DIR / "model" / f"{name}.yaml"
@@ -95,6 +106,11 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{role}.lr={m.lr!r} must be a number in (0, 1)")
         if m.train_mode not in ("full", "probe", "lora"):
             raise ConfigError(f"{role}.train_mode={m.train_mode!r}; choices: ['full', 'lora', 'probe']")
+        if cfg.task.type == "generate" and m.get("arch") != "decoder":
+            raise ConfigError(
+                f"{role}={m.name!r} is an {m.get('arch')}; task {cfg.task.name!r} generates text and needs a "
+                f"decoder; choices: {decoders()}"
+            )
     for key in LOSS_RANGES:
         if key in cfg.loss:
             _in_range(cfg, f"loss.{key}", *LOSS_RANGES[key])
@@ -107,13 +123,35 @@ def validate(cfg: DictConfig) -> None:
     if cfg.trainer.get("max_steps", -1) in (None, -1):
         _positive(cfg, "trainer.max_epochs")
     for name in cfg.method.get("chain") or []:
-        model_config(name)
+        if model_config(name).get("arch") != "decoder" and cfg.task.type == "generate":
+            raise ConfigError(
+                f"method.chain has {name!r}, not a decoder; task {cfg.task.name!r} needs {decoders()}"
+            )
     if cfg.supervisor.params > cfg.student.params and not cfg.allow_smaller_student:
         raise ConfigError(
             f"student {cfg.student.name!r} ({cfg.student.params:.3g} params) is smaller than supervisor "
             f"{cfg.supervisor.name!r} ({cfg.supervisor.params:.3g}); set allow_smaller_student=true if meant"
         )
     _validate_analysis(cfg)
+    gft = cfg.get("gen_finetune") or {}
+    if gft.get("enabled"):
+        if cfg.task.type == "generate":
+            raise ConfigError(
+                "gen_finetune applies to scored tasks (its LM step is what a generative task trains)"
+            )
+        if cfg.student.get("arch") != "decoder":
+            raise ConfigError(
+                f"gen_finetune needs a decoder student; student={cfg.student.name!r}; choices: {decoders()}"
+            )
+        if gft.train_mode not in ("lora", "full"):
+            raise ConfigError(f"gen_finetune.train_mode={gft.train_mode!r}; choices: ['full', 'lora']")
+        for name in gft.splits:
+            if name not in ("weak", "transfer", "val"):
+                raise ConfigError(
+                    f"gen_finetune.splits has {name!r}; choices: ['transfer', 'val', 'weak'] (never test)"
+                )
+        _positive(cfg, "gen_finetune.epochs")
+        _positive(cfg, "gen_finetune.batch_size")
     path = cfg.task.get("path")
     if path is not None and not Path(path).exists():
         raise ConfigError(f"task.path={path!r} does not exist")
@@ -126,6 +164,17 @@ def _validate_analysis(cfg: DictConfig) -> None:
     if an.get("eval_points") is not None:
         _positive(cfg, "analysis.eval_points")
     e2h = an.get("easy_to_hard") or {}
+    if cfg.task.type == "generate":
+        for name, on in (
+            ("noise_control", an.get("noise_control")),
+            ("easy_to_hard.by", e2h.get("by")),
+            ("prompting.enabled", (an.get("prompting") or {}).get("enabled")),
+        ):
+            if on:
+                raise ConfigError(
+                    f"analysis.{name} applies to scored tasks, not to the generative task {cfg.task.name!r}; "
+                    "for easy-to-hard on chess, filter by task.min_rating / task.max_rating"
+                )
     q = e2h.get("quantile", 0.5)
     if not isinstance(q, float | int) or isinstance(q, bool) or not 0 < q < 1:
         raise ConfigError(f"analysis.easy_to_hard.quantile={q!r} must be a number in (0, 1)")
@@ -133,12 +182,9 @@ def _validate_analysis(cfg: DictConfig) -> None:
     if pr.get("enabled"):
         m = model_config(pr.model)
         if m.get("arch") != "decoder":
-            decoders = [
-                n
-                for n in choices("model")
-                if OmegaConf.load(CONF_DIR / "model" / f"{n}.yaml").get("arch") == "decoder"
-            ]
-            raise ConfigError(f"analysis.prompting.model={pr.model!r} is not a decoder; choices: {decoders}")
+            raise ConfigError(
+                f"analysis.prompting.model={pr.model!r} is not a decoder; choices: {decoders()}"
+            )
         for k in pr.shots:
             if not isinstance(k, int) or k < 0:
                 raise ConfigError(f"analysis.prompting.shots has {k!r}; shots are integers >= 0")

@@ -92,7 +92,10 @@ def model_inputs(cfg: Any, model_cfg: Any, task_ds: Dataset, data_key: Any) -> t
     return ids, Collate(pad_id=tok.pad_token_id)
 
 
-def build_network(model_cfg: Any, kind: str, inputs: list[Any]) -> torch.nn.Module:
+def build_network(
+    model_cfg: Any, kind: str, inputs: list[Any], head_init: torch.Tensor | None = None
+) -> torch.nn.Module:
+    """The trainable network of one train mode; `head_init` [D] seeds a one-score (reward) head."""
     n_out = N_OUT[kind]
     builders = {
         "probe": lambda: models.Head(inputs[0].shape[-1], n_out),
@@ -110,7 +113,20 @@ def build_network(model_cfg: Any, kind: str, inputs: list[Any]) -> torch.nn.Modu
     if model_cfg.train_mode == "lora":
         for p in net.head.parameters():
             p.requires_grad_(True)
+    if head_init is not None:
+        with torch.no_grad():
+            net.head.weight.copy_(head_init.reshape(1, -1))
+            net.head.bias.zero_()
     return net
+
+
+def reward_head_init(task_cfg: Any, model_cfg: Any, kind: str) -> torch.Tensor | None:
+    """Pairwise tasks on a decoder: the unembedding row of `task.reward_init_token` (the paper's reward head
+    init); encoders, other kinds, or a null token keep the zero init."""
+    token = task_cfg.get("reward_init_token", " Yes")
+    if kind != "pairwise" or model_cfg.get("arch") != "decoder" or token is None:
+        return None
+    return models.unembedding_row(model_cfg, token)
 
 
 def eval_schedule(trainer_kwargs: dict[str, Any], n_train: int, batch_size: int, points: int | None) -> dict:
@@ -157,7 +173,7 @@ def train_stage(
 
     def build(out: Path) -> dict[str, Any]:
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        net = build_network(model_cfg, kind, inputs)
+        net = build_network(model_cfg, kind, inputs, reward_head_init(cfg.task, model_cfg, kind))
         train_rows = examples(inputs, *train)
         val_rows = [examples(inputs, ds, p) for _, ds, p in vals]
         bs = int(model_cfg.batch_size)

@@ -34,3 +34,14 @@ def pgr(weak: float, w2s: float, ceiling: float, eps: float = 0.01) -> float | N
 
 def pgr_table(weak: dict, w2s: dict, ceiling: dict, eps: float) -> dict[str, float | None]:
     return {m: pgr(weak[m], w2s[m], ceiling[m], eps) for m in weak if m in w2s and m in ceiling}
+
+
+def exact_match(positions: list[str], predictions: list[str], targets: list[str]) -> dict[str, float]:
+    """Generative tasks without a domain parser: the answer string equals the target (stripped)."""
+    hits = [p.strip() == t.strip() for p, t in zip(predictions, targets, strict=True)]
+    return {"acc": float(np.mean(hits)) if hits else float("nan")}
+
+
+def same_text(position: str, a: str, b: str) -> bool:
+    """Agreement for `exact_match` tasks: two answers are the same string."""
+    return a.strip() == b.strip()

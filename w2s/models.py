@@ -327,6 +327,34 @@ def load_backbone(model_cfg: Any, causal_lm: bool = False) -> nn.Module:
     return model
 
 
+_ROWS: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def unembedding_row(model_cfg: Any, token: str) -> torch.Tensor:
+    """The LM's output-embedding row of `token` (its last sub-token), float32 [D]: the paper initialises the
+    reward head from such a row, so the first score is the LM's logit of that token."""
+    from transformers import AutoModelForCausalLM
+
+    key = (json.dumps(dict(model_cfg.source), sort_keys=True, default=str), token)
+    if key not in _ROWS:
+        ids = load_tokenizer(model_cfg)(token, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ModelError(f"reward_init_token {token!r} encodes to no token for model {model_cfg.name!r}")
+        lm = AutoModelForCausalLM.from_pretrained(
+            resolve(model_cfg), revision=model_cfg.source.get("revision")
+        )
+        _ROWS[key] = lm.get_output_embeddings().weight[ids[-1]].detach().float().clone()
+        del lm
+    return _ROWS[key]
+
+
+def local(path: str, base: str | None = None) -> str:
+    """A model folder this project wrote (e.g. a generatively finetuned student); `base` names its origin."""
+    if not (Path(path) / "config.json").exists():
+        raise ModelError(f"model folder {path} has no config.json (its stage artifact was removed?)")
+    return path
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     """Sequence summary: masked mean, first token, or the last non-padding token.
 
@@ -397,6 +425,12 @@ class Head(nn.Module):
 
 def add_lora(model: Classifier, model_cfg: Any) -> Classifier:
     """Wrap the backbone with LoRA adapters (peft); the head stays fully trainable in fp32."""
+    model.backbone = lora_wrap(model.backbone, model_cfg)
+    return model
+
+
+def lora_wrap(backbone: nn.Module, model_cfg: Any) -> nn.Module:
+    """LoRA adapters (peft) on every linear layer by default, settings from `model_cfg.lora`."""
     from peft import LoraConfig, get_peft_model
 
     lora = model_cfg.get("lora", {}) or {}
@@ -406,8 +440,7 @@ def add_lora(model: Classifier, model_cfg: Any) -> Classifier:
         lora_dropout=float(lora.get("dropout", 0.0)),
         target_modules=lora.get("target_modules", "all-linear"),
     )
-    model.backbone = get_peft_model(model.backbone, config)
-    return model
+    return get_peft_model(backbone, config)
 
 
 def describe(path: str) -> dict[str, Any]:

@@ -51,9 +51,13 @@ class W2SModule(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
         return min(1.0, self.global_step / total)
 
+    def targets(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
+        """The [N, C] distributions the loss compares `logits` with (soft labels as the batch carries them)."""
+        return batch["target"].to(logits.dtype)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(batch)
-        loss = self.loss(logits, batch["target"].to(logits.dtype), self.step_frac())
+        loss = self.loss(logits, self.targets(batch, logits), self.step_frac())
         if not torch.isfinite(loss):
             ids = batch["idx"].tolist()
             raise NonFiniteLoss(f"loss is {loss.item()} at step {self.global_step}; batch example ids {ids}")

@@ -136,7 +136,7 @@ def _agreement(student: Path, supervisor: Path, test: Dataset) -> dict[str, Any]
 
 
 def _easy_to_hard(
-    cfg, splits, final_split, weak_art, stages, train, label, gt_loss, gt_val
+    cfg, student, splits, final_split, weak_art, stages, train, label, gt_loss, gt_val
 ) -> dict[str, Any]:
     """Appendix C: train the student on GT of the easy part of the transfer split, test on the hard part.
 
@@ -160,7 +160,7 @@ def _easy_to_hard(
     hard_test = ~analysis.easy_mask(test_score, q, easy_is_low=low)
     rows = train_ds.select(np.flatnonzero(easy).tolist())
     art = train(
-        cfg.student, f"{final_split}:easy({by},{q})", _gt(rows), "gt", gt_loss, gt_val, save=False, rows=rows
+        student, f"{final_split}:easy({by},{q})", _gt(rows), "gt", gt_loss, gt_val, save=False, rows=rows
     )
     stages["easy"] = str(art)
     hard = test.select(np.flatnonzero(hard_test).tolist())
@@ -195,7 +195,12 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
     # features depend on the rows' content only, so every seed's split reuses one feature cache
     content_key = {"rows": hashlib.sha256("".join(task_ds["hash"]).encode()).hexdigest()}
     chain_names = list(cfg.method.get("chain") or [])
-    ladder = [cfg.supervisor, *[model_config(n) for n in chain_names], cfg.student]
+    student, gft = cfg.student, {"enabled": False}
+    if cfg.gen_finetune.enabled:  # the student (and so the ceiling) first learns the task's text (Sec. 5.2.2)
+        from w2s.generative import gen_finetune_stage
+
+        student, gft = gen_finetune_stage(cfg, cfg.student, splits, data_key)
+    ladder = [cfg.supervisor, *[model_config(n) for n in chain_names], student]
     transfer = ["transfer"] + [
         "transfer" if cfg.method.get("reuse_transfer", False) else f"transfer{k}"
         for k in range(1, len(chain_names) + 1)
@@ -271,9 +276,7 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
     final_split = transfer[-1]
     # 3. the strong ceiling on ground truth
     ceiling_split = final_split if cfg.split.ceiling_on == "transfer" else "weak"
-    ceil_art = train(
-        cfg.student, ceiling_split, _gt(splits[ceiling_split]), "gt", gt_loss, gt_val, save=False
-    )
+    ceil_art = train(student, ceiling_split, _gt(splits[ceiling_split]), "gt", gt_loss, gt_val, save=False)
     stages["ceiling"] = str(ceil_art)
     results["ceiling"] = _test_metrics(ceil_art, splits["test"])
     if chain_names:
@@ -281,7 +284,7 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
         lab = label(cfg.supervisor, weak_art, final_split)
         weak_val = ("val", splits["val"], _aligned(lab["val"], splits["val"]))
         direct = train(
-            cfg.student,
+            student,
             final_split,
             _aligned(lab[final_split], splits[final_split]),
             weak_art.name,
@@ -307,7 +310,7 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
             _aligned(lab["val"], splits["val"]), _gt(splits["val"]), seed + 1
         )
         art = train(
-            cfg.student,
+            student,
             final_split,
             noisy,
             {"random_noise_of": weak_art.name, "seed": seed},
@@ -321,7 +324,7 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
         results["noise_error_rate"] = float(((noisy > 0.5) != (_gt(splits[final_split]) > 0.5)).mean())
     if an.get("easy_to_hard") and an.easy_to_hard.get("by"):
         results["easy_to_hard"] = _easy_to_hard(
-            cfg, splits, final_split, weak_art, stages, train, label, gt_loss, gt_val
+            cfg, student, splits, final_split, weak_art, stages, train, label, gt_loss, gt_val
         )
     if an.get("prompting") and an.prompting.get("enabled"):
         from w2s.prompting import prompting_stage
@@ -345,6 +348,7 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
         seed=int(cfg.seed),
         early_stop=cfg.early_stop.mode,
         ceiling_on=ceiling_split,
+        gen_finetune=gft,
         splits={name: len(splits[name]) for name in splits if name != "all"},
         task_info=task_meta["info"],
         stages=stages,

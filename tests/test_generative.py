@@ -1,0 +1,154 @@
+"""The generative pipeline (chess): answer encoding, answer-token positions, greedy labels, the ladder."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset, load_from_disk
+from omegaconf import open_dict
+
+from w2s import artifacts, models
+from w2s.chess import same_move
+from w2s.config import ConfigError, validate
+from w2s.generative import GenCollate, answer_of, build_gen_network, encode
+from w2s.pipeline import run
+
+TINY = ["supervisor=tiny-llama", "student=tiny-llama", "allow_smaller_student=true", "trainer=fast"]
+SMALL = ["split.weak=60", "split.transfer=60", "split.val=20", "split.test=40"]
+
+
+def toy_rows(n: int = 400, seed: int = 0) -> Dataset:
+    """A generative task a 2-layer model learns in seconds: the answer is a word named by the prompt's first
+    last letter ("... R" -> rook, "... B" -> bishop, "... N" -> knight)."""
+    rng = random.Random(seed)
+    words = {"R": "rook", "B": "bishop", "N": "knight"}
+    rows = []
+    for i in range(n):
+        c = rng.choice(sorted(words))
+        tail = "".join(rng.choice("abcdefghij") for _ in range(6))
+        rows.append({"id": f"toy{i}", "prompt": f"{tail} {c}", "target": words[c]})
+    return Dataset.from_list(rows)
+
+
+def toy_cfg(cfg_factory, *extra: str):
+    cfg = cfg_factory("task=chess", *TINY, *extra)
+    with open_dict(cfg):
+        cfg.task.name = "toy"
+        cfg.task.loader = {"_target_": "tests.test_generative.toy_rows", "n": 400}
+        cfg.task.metrics = {"_target_": "w2s.metrics.exact_match", "_partial_": True}
+        cfg.task.same_answer = {"_target_": "w2s.metrics.same_text", "_partial_": True}
+        cfg.split.weak, cfg.split.transfer, cfg.split.val, cfg.split.test = 150, 120, 30, 80
+        for role in ("supervisor", "student"):
+            cfg[role].lr = 1e-2
+            cfg[role].epochs = 12
+    return cfg
+
+
+def test_answer_of_reads_the_first_move_token():
+    assert answer_of(" Qxf7# 1-0") == "Qxf7#"
+    assert answer_of("13. Nf3 Nc6") == "Nf3"
+    assert answer_of("12... e5") == "e5"
+    assert answer_of("   ") == ""
+
+
+def test_same_move_compares_moves_not_strings():
+    prompt = "1. e4 e5 2. Bc4 Nc6 3. Qh5 Nf6 4."
+    assert same_move(prompt, "Qxf7", "Qxf7#")
+    assert not same_move(prompt, "Qxf7", "Bxf7+")
+    assert same_move(prompt, "zz", "zz") and not same_move(prompt, "zz", "Qxf7")
+
+
+def test_encode_keeps_the_answer_and_cuts_the_prompt_on_the_left():
+    tok = models.byte_tokenizer()
+    ids, n, cut = encode(tok, "abcdefghij", "Qh5", max_length=8)
+    answer = tok(" Qh5", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert n == len(answer) and ids[-n:] == answer and cut
+    assert len(ids) == 8 and tok.decode(ids[:-n]) == "ghij"[-(8 - n) :]
+    ids, n, cut = encode(tok, "ab", "e4", max_length=64)
+    assert not cut and tok.decode(ids[:-n]) == "ab"
+
+
+def test_collate_positions_predict_exactly_the_answer_tokens():
+    tok = models.byte_tokenizer()
+    enc = [
+        encode(tok, p, a, 64)
+        for p, a in (("1. e4 e5 2.", "Nf3"), ("a", "Qxf7#"), ("long prompt here", "O-O"))
+    ]
+    rows = [{"input": ids, "n": n, "idx": i, "row": i} for i, (ids, n, _) in enumerate(enc)]
+    batch = GenCollate(tok.pad_token_id, [ids[-n:] for ids, n, _ in enc])(rows)
+    flat = batch["input_ids"].reshape(-1)
+    # the token after each scored position is the answer token it must predict, and it is real (mask 1)
+    assert torch.equal(flat[batch["pos"] + 1], batch["answer_ids"])
+    assert bool(batch["attention_mask"].reshape(-1)[batch["pos"] + 1].all())
+    assert batch["row"].tolist() == [i for i, (_, n, _) in enumerate(enc) for _ in range(n)]
+
+
+def test_probe_mode_trains_only_an_untied_unembedding(cfg_factory):
+    cfg = cfg_factory("task=chess", *TINY, "student.train_mode=probe")
+    net = build_gen_network(cfg.student)
+    trainable = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert trainable == ["lm.lm_head.weight"]
+    emb = net.lm.get_input_embeddings().weight
+    assert net.lm.get_output_embeddings().weight.data_ptr() != emb.data_ptr()
+
+
+def test_generative_tasks_need_decoders_and_scored_analyses_are_refused(cfg_factory):
+    with pytest.raises(ConfigError, match="needs a decoder.*tiny-llama"):
+        validate(cfg_factory("task=chess", "supervisor=tiny-bert", "student=tiny-llama"))
+    with pytest.raises(ConfigError, match="noise_control"):
+        validate(cfg_factory("task=chess", *TINY, "analysis.noise_control=true"))
+
+
+def test_chess_defaults_are_decoders_and_chess_splits(cfg_factory):
+    cfg = cfg_factory("task=chess", "loss=conf")
+    assert (cfg.supervisor.arch, cfg.student.arch) == ("decoder", "decoder")
+    assert cfg.split.transfer == 1000 and cfg.loss.name == "conf"
+    validate(cfg)
+
+
+def test_toy_ladder_learns_labels_are_greedy_and_upstream_is_reused(cfg_factory):
+    cfg = toy_cfg(cfg_factory)
+    before = artifacts.BUILDS.copy()
+    res = run(cfg)
+    assert res["ceiling"]["acc"] >= 0.9 and res["weak"]["acc"] >= 0.9  # the model can learn the task
+    assert set(res["agreement"]["w2s"]) >= {"all", "supervisor_right", "supervisor_wrong"}
+    assert res["stopping"]["w2s"]["points"] >= 1 and res["selected_by"] == "acc"
+    # the stored weak labels are the supervisor's greedy answers, which its test predictions also are
+    labels_dir = next(p for p in Path(cfg.paths.artifact_root, "gen_labels").iterdir() if p.is_dir())
+    lab = load_from_disk(str(labels_dir / "labels"))["transfer"]
+    assert len(lab) == 120 and set(lab["text"]) <= {"rook", "bishop", "knight", ""}
+    built = artifacts.BUILDS - before
+    assert built["gen_train"] == 3 and built["gen_labels"] == 1
+    # another loss retrains only the weak-to-strong student
+    before = artifacts.BUILDS.copy()
+    cfg2 = toy_cfg(cfg_factory, "loss=conf")
+    res2 = run(cfg2)
+    built = artifacts.BUILDS - before
+    assert built["gen_train"] == 1 and built["gen_labels"] == 0 and built["task"] == 0
+    assert res2["weak"] == res["weak"] and res2["ceiling"] == res["ceiling"]
+    saved = json.loads(Path(cfg2.paths.output_dir, "results.json").read_text())
+    assert saved["loss"] == "conf" and saved["pgr"].keys() == {"acc"}
+
+
+@pytest.mark.parametrize("mode", ["probe", "lora"])
+def test_chess_bootstrap_runs_every_mode_and_reports_chain_and_direct(cfg_factory, mode):
+    cfg = cfg_factory(
+        "task=chess",
+        *TINY,
+        *SMALL,
+        "method=bootstrap",
+        "method.chain=[tiny-llama]",
+        f"supervisor.train_mode={mode}",
+        f"student.train_mode={mode}",
+        "loss=conf",
+    )
+    res = run(cfg)
+    assert res["splits"]["transfer1"] == 60  # a fresh transfer split for the second step
+    assert [c["model"] for c in res["chain"]] == ["tiny-llama"]
+    assert {"acc", "legal"} <= set(res["direct"]) and "pgr_direct" in res
+    assert set(res["agreement"]) == {"chain1", "w2s", "direct"}
+    assert res["stages"]["direct"] != res["stages"]["w2s"]
