@@ -155,3 +155,24 @@ def test_crashed_run_is_marked_failed(tmp_path):
     assert len(runs) == 1
     rec = _inspect(runs[0])
     assert rec["state"] == "failed" and rec["exit_code"] != 0
+
+
+def test_bootstrap_direct_and_generative_finetuning_are_kept_apart(tmp_path):
+    root = tmp_path / "sweep"
+    for n, (method, gft, direct) in enumerate(
+        [("bootstrap", False, 0.7), ("naive", False, None), ("naive", True, None)]
+    ):
+        _job(root, n, "chess", "sup-s", "stu-m", "xent", 0, 0.6, 0.72, 0.8)
+        path = root / str(n) / "results.json"
+        res = json.loads(path.read_text())
+        res.update(method=method, gen_finetune={"enabled": gft})
+        if direct is not None:
+            res["direct"] = {"acc": direct}
+        path.write_text(json.dumps(res))
+    df, _, _ = collect(root)
+    assert sorted(df["method"]) == ["bootstrap", "naive", "naive+gft"]  # never pooled into one cell
+    out = write_report(root)
+    table = (Path(out["out"]) / "report.md").read_text()
+    boot = next(line for line in table.splitlines() if "| bootstrap |" in line)
+    naive = next(line for line in table.splitlines() if "| naive |" in line)
+    assert boot.split("|")[-3].strip() == "0.700" and naive.split("|")[-3].strip() == "-"

@@ -34,6 +34,8 @@ def collect(root: str | Path) -> tuple[pd.DataFrame, list[dict[str, Any]], list[
         job_dirs.discard(path.parent)
         cfg = res.get("config") or {}
         row = {k: res.get(k) for k in KEYS}
+        if (res.get("gen_finetune") or {}).get("enabled"):  # a different experiment: never pooled with plain
+            row["method"] = f"{row['method']}+gft"
         row.update(
             seed=res.get("seed"),
             supervisor_params=(cfg.get("supervisor") or {}).get("params"),
@@ -84,7 +86,8 @@ def _reason(job: Path) -> str:
 
 def summarize(df: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     """Mean, std (over seeds, ddof=1) and n per (task, supervisor, student, loss, method)."""
-    cols = [c for c in (f"weak_{metric}", f"w2s_{metric}", f"ceiling_{metric}", f"pgr_{metric}") if c in df]
+    roles = ("weak", "w2s", "ceiling", "pgr", "direct")  # direct: the no-chain student of a bootstrap run
+    cols = [f"{r}_{metric}" for r in roles if f"{r}_{metric}" in df]
     g = df.groupby(KEYS, dropna=False)
     out = g[cols].agg(["mean", "std"])
     out.columns = [f"{c}_{stat}" for c, stat in out.columns]
@@ -115,15 +118,18 @@ def markdown(summary: pd.DataFrame, med: pd.DataFrame, missing: list[dict], metr
     lines = [
         f"# Sweep report ({metric})",
         "",
-        "| " + " | ".join(KEYS) + " | weak | w2s | ceiling | PGR | n |",
+        "| " + " | ".join(KEYS) + " | weak | w2s | ceiling | PGR | direct (no chain) | n |",
     ]
-    lines.append("|" + "---|" * (len(KEYS) + 5))
+    lines.append("|" + "---|" * (len(KEYS) + 6))
     for _, r in summary.iterrows():
         cells = [str(r[k]) for k in KEYS]
         cells += [
             _fmt(r.get(f"{x}_{metric}_mean"), r.get(f"{x}_{metric}_std"))
             for x in ("weak", "w2s", "ceiling", "pgr")
         ]
+        direct = r.get(f"direct_{metric}_mean")
+        has_direct = direct is not None and not np.isnan(direct)
+        cells.append(_fmt(direct, r.get(f"direct_{metric}_std")) if has_direct else "-")
         lines.append("| " + " | ".join(cells) + f" | {int(r['n'])} |")
     lines += [
         "",
@@ -300,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m w2s.report", description=__doc__.splitlines()[0])
     ap.add_argument("sweep", help="a sweep folder, e.g. multirun/2026-11-24/10-00-00")
     ap.add_argument("--out", default=None, help="output folder (default: <sweep>/report)")
-    ap.add_argument("--metric", default="acc", choices=["acc", "auroc"])
+    ap.add_argument("--metric", default="acc", choices=["acc", "auroc", "legal"])
     args = ap.parse_args(argv)
     if not Path(args.sweep).is_dir():
         print(f"error: sweep folder {args.sweep!r} does not exist", file=sys.stderr)
