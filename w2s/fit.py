@@ -151,6 +151,51 @@ def examples(inputs: list[Any], split: Dataset, prob1: Any) -> Examples:
     return Examples([inputs[i] for i in idx], prob1, idx)
 
 
+def make_module(
+    cls: type, cfg: Any, model_cfg: Any, net: torch.nn.Module, loss_cfg: Any, val_names: list[str]
+):
+    """A W2SModule (or subclass) with the model's lr and the run's optimiser settings."""
+    return cls(
+        net,
+        instantiate(loss_cfg),
+        lr=float(model_cfg.lr),
+        weight_decay=float(cfg.optim.weight_decay),
+        warmup_steps=int(cfg.optim.warmup_steps),
+        schedule=cfg.optim.schedule,
+        betas=tuple(cfg.optim.betas),
+        val_names=val_names,
+    )
+
+
+def fit_selected(
+    cfg: Any, model_cfg: Any, module: W2SModule, metric: str, n_train: int, out: Path, **fit_args: Any
+) -> tuple[KeepBest, pl.Trainer]:
+    """Fit with the run's trainer settings and restore the weights selected by `early_stop.mode`:
+    the best `<val set 0>/metric` (weak), the best `oracle/metric` (GT test, cheating), or the last (final)."""
+    select = cfg.early_stop.mode
+    monitors = {"weak": f"{module.val_names[0]}/{metric}", "oracle": f"oracle/{metric}"}
+    keep = KeepBest(monitors.get(select, monitors["weak"]))
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if model_cfg.get("epochs"):  # per-model override: linear probes are cheap and want more passes
+        trainer_kwargs["max_epochs"] = int(model_cfg.epochs)
+    bs = int(model_cfg.batch_size)
+    trainer_kwargs.update(eval_schedule(trainer_kwargs, n_train, bs, cfg.analysis.get("eval_points")))
+    trainer = pl.Trainer(
+        **trainer_kwargs,
+        callbacks=[keep],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=bool(cfg.progress_bar),
+        enable_model_summary=False,
+        default_root_dir=str(out),
+    )
+    module.model.train()  # from_pretrained returns eval mode and Lightning keeps it: finetune with dropout on
+    trainer.fit(module, **fit_args)
+    if select != "final":
+        keep.restore(module.model)
+    return keep, trainer
+
+
 def train_stage(
     cfg: Any,
     kind: str,
@@ -178,40 +223,10 @@ def train_stage(
         val_rows = [examples(inputs, ds, p) for _, ds, p in vals]
         bs = int(model_cfg.batch_size)
         dm = W2SDataModule(train_rows, val_rows, collate, bs, int(cfg.eval_batch_size), seed=int(cfg.seed))
-        module = W2SModule(
-            net,
-            instantiate(loss_cfg),
-            lr=float(model_cfg.lr),
-            weight_decay=float(cfg.optim.weight_decay),
-            warmup_steps=int(cfg.optim.warmup_steps),
-            schedule=cfg.optim.schedule,
-            betas=tuple(cfg.optim.betas),
-            val_names=[name for name, _, _ in vals],
+        module = make_module(W2SModule, cfg, model_cfg, net, loss_cfg, [name for name, _, _ in vals])
+        keep, trainer = fit_selected(
+            cfg, model_cfg, module, cfg.early_stop.metric, len(train_rows), out, datamodule=dm
         )
-        monitors = {
-            "weak": f"{vals[0][0]}/{cfg.early_stop.metric}",
-            "oracle": f"oracle/{cfg.early_stop.metric}",
-        }
-        keep = KeepBest(monitors.get(select, monitors["weak"]))
-        trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-        if model_cfg.get("epochs"):  # per-model override: linear probes are cheap and want more passes
-            trainer_kwargs["max_epochs"] = int(model_cfg.epochs)
-        trainer_kwargs.update(
-            eval_schedule(trainer_kwargs, len(train_rows), bs, cfg.analysis.get("eval_points"))
-        )
-        trainer = pl.Trainer(
-            **trainer_kwargs,
-            callbacks=[keep],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=bool(cfg.progress_bar),
-            enable_model_summary=False,
-            default_root_dir=str(out),
-        )
-        net.train()  # from_pretrained returns eval mode and Lightning keeps it: finetune with dropout on
-        trainer.fit(module, datamodule=dm)
-        if select != "final":
-            keep.restore(net)
         preds = {}
         for name, ds in predict_on.items():
             rows = examples(inputs, ds, [0.0] * len(ds))

@@ -35,9 +35,9 @@ from torch import nn
 from w2s import analysis, artifacts, models
 from w2s.config import CONF_DIR, model_config
 from w2s.data import BucketSampler
-from w2s.fit import eval_schedule, model_key
+from w2s.fit import fit_selected, make_module, model_key
 from w2s.metrics import pgr_table
-from w2s.module import KeepBest, W2SModule, trainable_state
+from w2s.module import W2SModule, trainable_state
 from w2s.pipeline import _train_key, finish, task_stage
 
 log = logging.getLogger(__name__)
@@ -305,41 +305,17 @@ def gen_train_stage(
         val_loaders = [
             gen_loader(*rows_of(ds, a), int(cfg.eval_batch_size), shuffle=False) for _, ds, a in vals
         ]
-        module = GenModule(
-            net,
-            instantiate(loss_cfg),
-            lr=float(model_cfg.lr),
-            weight_decay=float(cfg.optim.weight_decay),
-            warmup_steps=int(cfg.optim.warmup_steps),
-            schedule=cfg.optim.schedule,
-            betas=tuple(cfg.optim.betas),
-            val_names=[name for name, _, _ in vals],
-        )
-        monitors = {"weak": f"{vals[0][0]}/acc", "oracle": "oracle/acc"}
-        keep = KeepBest(monitors.get(select, monitors["weak"]))
-        trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-        if model_cfg.get("epochs"):
-            trainer_kwargs["max_epochs"] = int(model_cfg.epochs)
-        trainer_kwargs.update(
-            eval_schedule(trainer_kwargs, len(train_rows), bs, cfg.analysis.get("eval_points"))
-        )
-        trainer = pl.Trainer(
-            **trainer_kwargs,
-            callbacks=[keep],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=bool(cfg.progress_bar),
-            enable_model_summary=False,
-            default_root_dir=str(out),
-        )
-        net.train()
-        trainer.fit(
+        module = make_module(GenModule, cfg, model_cfg, net, loss_cfg, [name for name, _, _ in vals])
+        keep, trainer = fit_selected(
+            cfg,
+            model_cfg,
             module,
+            "acc",
+            len(train_rows),
+            out,
             train_dataloaders=gen_loader(train_rows, train_collate, bs, shuffle=True, seed=int(cfg.seed)),
             val_dataloaders=val_loaders,
         )
-        if select != "final":
-            keep.restore(net)
         answers = generate_answers(net, enc, test, int(cfg.eval_batch_size))
         (out / "preds.json").write_text(json.dumps({"test": {"idx": list(test["idx"]), "text": answers}}))
         (out / "curve.json").write_text(json.dumps(module.curve))
