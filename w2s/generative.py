@@ -468,32 +468,11 @@ def run_generative(cfg: DictConfig) -> dict[str, Any]:
     results["pgr"] = pgr_table(results["weak"], results["w2s"], results["ceiling"], cfg.pgr_eps)
     if cfg.analysis.get("agreement", True):
         results["agreement"] = agreement
-    curves = {name: json.loads((Path(p) / "curve.json").read_text()) for name, p in stages.items()}
-    results["stopping"] = {name: analysis.stopping(c, "val/acc") for name, c in curves.items()}
     results.update(
-        task=cfg.task.name,
-        supervisor=cfg.supervisor.name,
-        student=cfg.student.name,
-        loss=cfg.loss.get("name", cfg.loss["_target_"].rsplit(".", 1)[-1]),
-        method=cfg.method.name,
-        seed=int(cfg.seed),
-        early_stop=cfg.early_stop.mode,
         selected_by="acc",
-        ceiling_on=ceiling_split,
-        splits={name: len(splits[name]) for name in splits if name != "all"},
         task_info={**task_meta["info"], "prompts_truncated": {n: len(e.truncated) for n, e in encs.items()}},
-        stages=stages,
-        curves=curves,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        git_sha=models.git_sha(),
-        versions=artifacts.versions(),
-        models={
-            r: models.provenance(m)
-            for r, m in zip(["supervisor", *chain_names, "student"], ladder, strict=True)
-        },
-        seconds=round(time.time() - t0, 1),
     )
-    return finish(cfg, results)
+    return finish(cfg, results, splits, stages, "acc", ceiling_split, ladder, t0)
 
 
 # ----------------------------------------------------------------------------------------------- gen. finetuning

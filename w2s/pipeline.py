@@ -334,11 +334,26 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
         results["prompting"] = prompting_stage(cfg, splits, weak_transfer, data_key, weak_art.name)
     if an.get("agreement", True):
         results["agreement"] = agree
-    metric = cfg.early_stop.metric
-    results["stopping"] = {
-        name: analysis.stopping(json.loads((Path(p) / "curve.json").read_text()), f"val/{metric}")
-        for name, p in stages.items()
-    }
+    results.update(gen_finetune=gft, task_info=task_meta["info"])
+    return finish(cfg, results, splits, stages, cfg.early_stop.metric, ceiling_split, ladder, t0)
+
+
+def finish(
+    cfg: DictConfig,
+    results: dict[str, Any],
+    splits: DatasetDict,
+    stages: dict[str, str],
+    select_metric: str,
+    ceiling_split: str,
+    ladder: list[Any],
+    t0: float,
+) -> dict[str, Any]:
+    """Add what every run records (names, split sizes, stages, their curves and stopping points, config, git
+    SHA, versions, model provenance), write `results.json` atomically into the run's output folder, send
+    metrics to the loggers. `select_metric` is the validation metric that selected checkpoints."""
+    chain_names = list(cfg.method.get("chain") or [])
+    curves = {name: json.loads((Path(p) / "curve.json").read_text()) for name, p in stages.items()}
+    results["stopping"] = {name: analysis.stopping(c, f"val/{select_metric}") for name, c in curves.items()}
     results.update(
         task=cfg.task.name,
         supervisor=cfg.supervisor.name,
@@ -348,11 +363,9 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
         seed=int(cfg.seed),
         early_stop=cfg.early_stop.mode,
         ceiling_on=ceiling_split,
-        gen_finetune=gft,
         splits={name: len(splits[name]) for name in splits if name != "all"},
-        task_info=task_meta["info"],
         stages=stages,
-        curves={name: json.loads((Path(p) / "curve.json").read_text()) for name, p in stages.items()},
+        curves=curves,
         config=OmegaConf.to_container(cfg, resolve=True),
         git_sha=models.git_sha(),
         versions=artifacts.versions(),
@@ -362,11 +375,6 @@ def run_scored(cfg: DictConfig) -> dict[str, Any]:
         },
         seconds=round(time.time() - t0, 1),
     )
-    return finish(cfg, results)
-
-
-def finish(cfg: DictConfig, results: dict[str, Any]) -> dict[str, Any]:
-    """Write `results.json` atomically into the run's output folder and send metrics to the loggers."""
     out = Path(cfg.paths.output_dir)
     artifacts.atomic_write_text(out / "results.json", artifacts.to_json(results))
     log.info("results written to %s", out / "results.json")
