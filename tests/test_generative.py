@@ -152,3 +152,28 @@ def test_chess_bootstrap_runs_every_mode_and_reports_chain_and_direct(cfg_factor
     assert {"acc", "legal"} <= set(res["direct"]) and "pgr_direct" in res
     assert set(res["agreement"]) == {"chain1", "w2s", "direct"}
     assert res["stages"]["direct"] != res["stages"]["w2s"]
+
+
+def test_selection_breaks_exact_match_ties_by_token_accuracy():
+    from types import SimpleNamespace
+
+    from w2s.analysis import stopping
+    from w2s.module import KeepBest
+
+    net = torch.nn.Linear(2, 2)
+    module = SimpleNamespace(model=net)
+    points = [(4, 0.0, 0.2), (8, 0.0, 0.5), (12, 0.0, 0.4)]  # exact match stuck at 0, token accuracy rising
+    plain, tied = KeepBest("val/acc"), KeepBest("val/acc", tie_break="val/tok_acc")
+    for step, acc, tok in points:
+        trainer = SimpleNamespace(
+            sanity_checking=False, global_step=step, callback_metrics={"val/acc": acc, "val/tok_acc": tok}
+        )
+        with torch.no_grad():
+            net.weight.fill_(step)
+        plain.on_validation_end(trainer, module)
+        tied.on_validation_end(trainer, module)
+    assert plain.best_step == 4 and tied.best_step == 8
+    assert float(tied.state["weight"][0, 0]) == 8.0  # the weights of that point are the ones kept
+    curve = [{"step": s, "val/acc": a, "val/tok_acc": t, "test_gt/acc": s / 100} for s, a, t in points]
+    assert stopping(curve, "val/acc", tie_break="val/tok_acc")["selected_step"] == 8
+    assert stopping(curve, "val/acc")["selected_step"] == 4

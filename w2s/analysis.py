@@ -36,21 +36,28 @@ def agreement_of(same: np.ndarray, right: np.ndarray) -> dict[str, float | None]
     }
 
 
-def stopping(curve: list[dict[str, float]], select: str, metric: str = "acc") -> dict[str, Any]:
+def stopping(
+    curve: list[dict[str, float]], select: str, metric: str = "acc", tie_break: str | None = None
+) -> dict[str, Any]:
     """GT test `metric` at three checkpoints of one training run (Section 5.1.1).
 
     `final`: the last evaluation; `oracle`: the best GT test value anywhere on the curve (cheating early
     stopping); `selected`: the value where the selection metric `select` (e.g. `val/auroc` on weak labels)
-    peaked, which is the checkpoint a non-cheating run keeps. Ties keep the earliest point, as KeepBest does.
+    peaked, which is the checkpoint a non-cheating run keeps. Ties go to `tie_break`, then to the earliest
+    point, as KeepBest does.
     """
     key = f"test_gt/{metric}"
     points = [p for p in curve if key in p]
     if not points:
         return {"final": None, "oracle": None, "selected": None, "points": 0}
     values = [p[key] for p in points]
+
+    def rank(p: dict[str, float]) -> tuple[float, float]:
+        return p.get(select, -np.inf), p.get(tie_break, -np.inf) if tie_break else 0.0
+
     chosen = points[0]
     for p in points:
-        if p.get(select, -np.inf) > chosen.get(select, -np.inf):
+        if rank(p) > rank(chosen):
             chosen = p
     best = int(np.nanargmax(values))
     return {

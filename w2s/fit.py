@@ -168,13 +168,21 @@ def make_module(
 
 
 def fit_selected(
-    cfg: Any, model_cfg: Any, module: W2SModule, metric: str, n_train: int, out: Path, **fit_args: Any
+    cfg: Any,
+    model_cfg: Any,
+    module: W2SModule,
+    metric: str,
+    n_train: int,
+    out: Path,
+    tie_break: str | None = None,
+    **fit_args: Any,
 ) -> tuple[KeepBest, pl.Trainer]:
     """Fit with the run's trainer settings and restore the weights selected by `early_stop.mode`:
-    the best `<val set 0>/metric` (weak), the best `oracle/metric` (GT test, cheating), or the last (final)."""
+    the best `<val set 0>/metric` (weak), the best `oracle/metric` (GT test, cheating), or the last (final);
+    equal values are ordered by the same set's `tie_break` metric when given."""
     select = cfg.early_stop.mode
-    monitors = {"weak": f"{module.val_names[0]}/{metric}", "oracle": f"oracle/{metric}"}
-    keep = KeepBest(monitors.get(select, monitors["weak"]))
+    sel_set = "oracle" if select == "oracle" else module.val_names[0]
+    keep = KeepBest(f"{sel_set}/{metric}", tie_break=f"{sel_set}/{tie_break}" if tie_break else None)
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     if model_cfg.get("epochs"):  # per-model override: linear probes are cheap and want more passes
         trainer_kwargs["max_epochs"] = int(model_cfg.epochs)

@@ -313,6 +313,7 @@ def gen_train_stage(
             "acc",
             len(train_rows),
             out,
+            tie_break="tok_acc",  # exact match is often 0 for a while: token accuracy orders those points
             train_dataloaders=gen_loader(train_rows, train_collate, bs, shuffle=True, seed=int(cfg.seed)),
             val_dataloaders=val_loaders,
         )
@@ -400,7 +401,11 @@ def run_generative(cfg: DictConfig) -> dict[str, Any]:
     tracked = [("test_gt", test, gt("test"))] if cfg.early_stop.track_test else []
 
     def train(model_cfg, split, answers, labels_key, loss, val, save, extra=()):
-        key = {**_train_key(cfg, model_cfg, data_key, split, labels_key, loss), "max_answer": max_answer}
+        key = {
+            **_train_key(cfg, model_cfg, data_key, split, labels_key, loss),
+            "max_answer": max_answer,
+            "select": ["acc", "tok_acc"],
+        }
         return gen_train_stage(
             cfg,
             model_cfg,
@@ -472,7 +477,7 @@ def run_generative(cfg: DictConfig) -> dict[str, Any]:
         selected_by="acc",
         task_info={**task_meta["info"], "prompts_truncated": {n: len(e.truncated) for n, e in encs.items()}},
     )
-    return finish(cfg, results, splits, stages, "acc", ceiling_split, ladder, t0)
+    return finish(cfg, results, splits, stages, "acc", ceiling_split, ladder, t0, tie_break="tok_acc")
 
 
 # ----------------------------------------------------------------------------------------------- gen. finetuning

@@ -101,20 +101,27 @@ class W2SModule(pl.LightningModule):
 
 
 class KeepBest(pl.Callback):
-    """Keeps, in memory, the trainable weights at the best value of `monitor` (no checkpoint files)."""
+    """Keeps, in memory, the trainable weights at the best value of `monitor` (no checkpoint files).
 
-    def __init__(self, monitor: str, mode: str = "max"):
-        self.monitor, self.sign = monitor, 1.0 if mode == "max" else -1.0
+    `tie_break` orders equal values (e.g. exact match stuck at 0 early in generative training, broken by token
+    accuracy); without it, ties keep the earliest point.
+    """
+
+    def __init__(self, monitor: str, mode: str = "max", tie_break: str | None = None):
+        self.monitor, self.sign, self.tie_break = monitor, 1.0 if mode == "max" else -1.0, tie_break
         self.best: float | None = None
+        self.best_key: tuple[float, ...] | None = None
         self.best_step: int | None = None
         self.state: dict[str, torch.Tensor] | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        metrics = trainer.callback_metrics
+        if trainer.sanity_checking or self.monitor not in metrics:
             return
-        value = float(trainer.callback_metrics[self.monitor])
-        if self.best is None or self.sign * value > self.sign * self.best:
-            self.best, self.best_step = value, trainer.global_step
+        value = float(metrics[self.monitor])
+        key = (self.sign * value,) + ((self.sign * float(metrics[self.tie_break]),) if self.tie_break else ())
+        if self.best_key is None or key > self.best_key:
+            self.best, self.best_key, self.best_step = value, key, trainer.global_step
             self.state = {k: v.detach().cpu().clone() for k, v in trainable_state(module.model).items()}
 
     def restore(self, model: nn.Module) -> None:

@@ -347,13 +347,17 @@ def finish(
     ceiling_split: str,
     ladder: list[Any],
     t0: float,
+    tie_break: str | None = None,
 ) -> dict[str, Any]:
     """Add what every run records (names, split sizes, stages, their curves and stopping points, config, git
     SHA, versions, model provenance), write `results.json` atomically into the run's output folder, send
     metrics to the loggers. `select_metric` is the validation metric that selected checkpoints."""
     chain_names = list(cfg.method.get("chain") or [])
     curves = {name: json.loads((Path(p) / "curve.json").read_text()) for name, p in stages.items()}
-    results["stopping"] = {name: analysis.stopping(c, f"val/{select_metric}") for name, c in curves.items()}
+    tie = f"val/{tie_break}" if tie_break else None
+    results["stopping"] = {
+        name: analysis.stopping(c, f"val/{select_metric}", tie_break=tie) for name, c in curves.items()
+    }
     results.update(
         task=cfg.task.name,
         supervisor=cfg.supervisor.name,
