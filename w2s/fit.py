@@ -240,20 +240,22 @@ def train_stage(
             rows = examples(inputs, ds, [0.0] * len(ds))
             i, p = predict(net, loader(rows, int(cfg.eval_batch_size), collate, shuffle=False))
             preds[name] = {"idx": i.tolist(), "prob": p.tolist()}
-        (out / "preds.json").write_text(json.dumps(preds))
-        (out / "curve.json").write_text(json.dumps(module.curve))
-        meta = {
-            "select": select,
-            "best_step": keep.best_step,
-            "best": keep.best,
-            "steps": trainer.global_step,
-        }
-        (out / "meta.json").write_text(json.dumps(meta))
-        if save_weights:
-            torch.save(trainable_state(net), out / "state.pt")
-        return meta
+        return write_stage(out, preds, module, keep, trainer, select, save_weights)
 
     return cached(cfg.paths.artifact_root, "train", key, build, force=bool(cfg.force))
+
+
+def write_stage(
+    out: Path, preds: dict, module: W2SModule, keep: KeepBest, trainer: pl.Trainer, select: str, save: bool
+) -> dict[str, Any]:
+    """A train stage's files: preds.json, curve.json, meta.json (the kept step) and, when `save`, state.pt."""
+    (out / "preds.json").write_text(json.dumps(preds))
+    (out / "curve.json").write_text(json.dumps(module.curve))
+    meta = {"select": select, "best_step": keep.best_step, "best": keep.best, "steps": trainer.global_step}
+    (out / "meta.json").write_text(json.dumps(meta))
+    if save:
+        torch.save(trainable_state(module.model), out / "state.pt")
+    return meta
 
 
 def load_trained(model_cfg: Any, kind: str, inputs: list[Any], artifact: Path) -> torch.nn.Module:

@@ -35,9 +35,9 @@ from torch import nn
 from w2s import analysis, artifacts, models
 from w2s.config import CONF_DIR, model_config
 from w2s.data import BucketSampler
-from w2s.fit import fit_selected, make_module, model_key
+from w2s.fit import fit_selected, make_module, model_key, write_stage
 from w2s.metrics import pgr_table
-from w2s.module import W2SModule, trainable_state
+from w2s.module import W2SModule
 from w2s.pipeline import _train_key, finish, task_stage
 
 log = logging.getLogger(__name__)
@@ -318,18 +318,8 @@ def gen_train_stage(
             val_dataloaders=val_loaders,
         )
         answers = generate_answers(net, enc, test, int(cfg.eval_batch_size))
-        (out / "preds.json").write_text(json.dumps({"test": {"idx": list(test["idx"]), "text": answers}}))
-        (out / "curve.json").write_text(json.dumps(module.curve))
-        meta = {
-            "select": select,
-            "best_step": keep.best_step,
-            "best": keep.best,
-            "steps": trainer.global_step,
-        }
-        (out / "meta.json").write_text(json.dumps(meta))
-        if save_weights:
-            torch.save(trainable_state(net), out / "state.pt")
-        return meta
+        preds = {"test": {"idx": list(test["idx"]), "text": answers}}
+        return write_stage(out, preds, module, keep, trainer, select, save_weights)
 
     return artifacts.cached(cfg.paths.artifact_root, "gen_train", key, build, force=bool(cfg.force))
 
