@@ -82,7 +82,8 @@ class BucketSampler(Sampler[list[int]]):
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 
-def _pad(seqs: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def pad(seqs: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> padded ids [B, L] and attention mask, padding on the left or the right."""
     width = max(map(len, seqs))
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -110,13 +111,13 @@ class Collate:
         elif first and isinstance(first[0], list | tuple):
             k = len(first)
             flat = [seq for r in rows for seq in r["input"]]
-            ids, mask = _pad(flat, self.pad_id, self.left_pad)
+            ids, mask = pad(flat, self.pad_id, self.left_pad)
             batch["input_ids"], batch["attention_mask"] = (
                 ids.view(len(rows), k, -1),
                 mask.view(len(rows), k, -1),
             )
         else:
-            batch["input_ids"], batch["attention_mask"] = _pad(
+            batch["input_ids"], batch["attention_mask"] = pad(
                 [r["input"] for r in rows], self.pad_id, self.left_pad
             )
         return batch

@@ -167,6 +167,21 @@ def make_module(
     )
 
 
+def make_trainer(
+    cfg: Any, trainer_kwargs: dict[str, Any], out: Path, callbacks: list[Any] = ()
+) -> pl.Trainer:
+    """A Trainer for one stage: no logger or checkpoint files (stages keep what they need themselves)."""
+    return pl.Trainer(
+        **trainer_kwargs,
+        callbacks=list(callbacks),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=bool(cfg.progress_bar),
+        enable_model_summary=False,
+        default_root_dir=str(out),
+    )
+
+
 def fit_selected(
     cfg: Any,
     model_cfg: Any,
@@ -188,15 +203,7 @@ def fit_selected(
         trainer_kwargs["max_epochs"] = int(model_cfg.epochs)
     bs = int(model_cfg.batch_size)
     trainer_kwargs.update(eval_schedule(trainer_kwargs, n_train, bs, cfg.analysis.get("eval_points")))
-    trainer = pl.Trainer(
-        **trainer_kwargs,
-        callbacks=[keep],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=bool(cfg.progress_bar),
-        enable_model_summary=False,
-        default_root_dir=str(out),
-    )
+    trainer = make_trainer(cfg, trainer_kwargs, out, callbacks=[keep])
     module.model.train()  # from_pretrained returns eval mode and Lightning keeps it: finetune with dropout on
     trainer.fit(module, **fit_args)
     if select != "final":

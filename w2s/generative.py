@@ -33,9 +33,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from w2s import analysis, artifacts, models
-from w2s.config import CONF_DIR, model_config
-from w2s.data import BucketSampler
-from w2s.fit import fit_selected, make_module, model_key, write_stage
+from w2s.config import CONF_DIR, decoders, model_config
+from w2s.data import BucketSampler, pad
+from w2s.fit import fit_selected, make_module, make_trainer, model_key, render, write_stage
 from w2s.metrics import pgr_table
 from w2s.module import W2SModule
 from w2s.pipeline import _train_key, finish, task_stage
@@ -108,11 +108,8 @@ class GenLM(nn.Module):
         self, ids: list[list[int]], pad_id: int, eos_id: int, max_new_tokens: int
     ) -> list[list[int]]:
         """Greedy (temperature 0) continuations of left-padded prompts."""
-        width = max(map(len, ids))
-        x = torch.full((len(ids), width), pad_id, dtype=torch.long)
-        m = torch.zeros_like(x)
-        for i, s in enumerate(ids):
-            x[i, width - len(s) :], m[i, width - len(s) :] = torch.tensor(s), 1
+        x, m = pad(ids, pad_id, left=True)
+        width = x.shape[1]
         dev = next(self.parameters()).device
         out = self.lm.generate(
             input_ids=x.to(dev),
@@ -128,8 +125,8 @@ class GenLM(nn.Module):
 def build_gen_network(model_cfg: Any) -> GenLM:
     if model_cfg.get("arch") != "decoder":
         raise ValueError(
-            f"model {model_cfg.name!r} is a {model_cfg.get('arch')}: generative tasks need a decoder "
-            "(e.g. smollm2-135m, gemma3-270m, qwen2.5-0.5b-offline, tiny-llama)"
+            f"model {model_cfg.name!r} is a {model_cfg.get('arch')}: generative tasks need a decoder; "
+            f"choices: {decoders()}"
         )
     lm = models.load_backbone(model_cfg, causal_lm=True)
     if model_cfg.train_mode == "lora":
@@ -171,13 +168,11 @@ class GenCollate:
         if isinstance(rows[0]["input"], torch.Tensor):
             batch["features"] = torch.cat([r["input"] for r in rows])
             return batch
-        width = max(len(r["input"]) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
+        ids, mask = pad([r["input"] for r in rows], self.pad_id, left=False)
+        width = ids.shape[1]
         pos = []
         for i, r in enumerate(rows):
             n, length = r["n"], len(r["input"])
-            ids[i, :length], mask[i, :length] = torch.tensor(r["input"]), 1
             pos += [i * width + t for t in range(length - n - 1, length - 1)]
         batch.update(input_ids=ids, attention_mask=mask, pos=torch.tensor(pos, dtype=torch.long))
         return batch
@@ -264,10 +259,10 @@ def generate_answers(net: GenLM, enc: Encoded, split: Dataset, batch_size: int) 
     out = [""] * len(ids)
     net.eval()
     order = np.argsort([-len(x) for x in ids], kind="stable")
-    pad, eos = enc.tok.pad_token_id, enc.tok.eos_token_id
+    pad_id, eos = enc.tok.pad_token_id, enc.tok.eos_token_id
     for s in range(0, len(order), batch_size):
         chunk = order[s : s + batch_size].tolist()
-        gens = net.generate([ids[i] for i in chunk], pad, eos, enc.max_answer)
+        gens = net.generate([ids[i] for i in chunk], pad_id, eos, enc.max_answer)
         for i, g in zip(chunk, gens, strict=True):
             out[i] = answer_of(enc.tok.decode(g, skip_special_tokens=True))
     return out
@@ -473,8 +468,6 @@ def run_generative(cfg: DictConfig) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- gen. finetuning
 def task_texts(task_cfg: Any, ds: Dataset) -> list[str]:
     """The task's own text without labels: each rendered input (both completions of a pairwise row)."""
-    from w2s.fit import render
-
     out: list[str] = []
     for row in ds:
         x = render(task_cfg, row)
@@ -528,14 +521,7 @@ def gen_finetune_stage(
         )
         trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
         trainer_kwargs.update(max_epochs=int(gft.epochs), max_steps=-1)
-        trainer = pl.Trainer(
-            **trainer_kwargs,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=bool(cfg.progress_bar),
-            enable_model_summary=False,
-            default_root_dir=str(out),
-        )
+        trainer = make_trainer(cfg, trainer_kwargs, out)
         val = gen_loader(*rows(val_texts), int(cfg.eval_batch_size), shuffle=False)
         before = trainer.validate(module, dataloaders=val, verbose=False)[0]
         module.curve.clear()
