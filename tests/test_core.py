@@ -249,6 +249,20 @@ def test_bad_values_are_named(cfg_factory):
             validate(cfg)
 
 
+def test_offline_model_lr_and_epochs_follow_train_mode(cfg_factory):
+    """A probe's lr=1e-3 x 10 epochs must not carry over when a user switches the model to a finetune."""
+    probe = cfg_factory()
+    assert (probe.supervisor.lr, probe.supervisor.epochs) == (1e-3, 10)
+    full = cfg_factory("supervisor.train_mode=full")
+    assert (full.supervisor.lr, full.supervisor.epochs) == (5e-5, 2)
+    lora = cfg_factory("student=smollm2-135m", "student.train_mode=lora")
+    assert (lora.student.lr, lora.student.epochs) == (2e-4, 2)
+    pinned = cfg_factory("supervisor.train_mode=full", "supervisor.lr=1e-5", "supervisor.epochs=3")
+    assert (pinned.supervisor.lr, pinned.supervisor.epochs) == (1e-5, 3)
+    with pytest.raises(ConfigError, match="magic.*choices"):
+        validate(cfg_factory("supervisor.train_mode=magic"))
+
+
 def test_unknown_group_option_lists_choices():
     out = subprocess.run(
         [sys.executable, "train.py", "task=nosuchtask"],

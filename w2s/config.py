@@ -17,6 +17,21 @@ class ConfigError(ValueError):
     """A config value that cannot work; raised before any stage runs."""
 
 
+TRAIN_MODES = ("full", "lora", "probe")
+
+
+def by_mode(mode: str, table: dict[str, Any]) -> Any:
+    """`${w2s_by_mode:${.train_mode},{probe: 1e-3, ...}}`: a model's lr/epochs follow its train_mode, so
+    `supervisor.train_mode=full` does not inherit a probe's settings; an explicit `supervisor.lr=` still wins."""
+    if mode not in table:
+        raise ConfigError(f"train_mode={mode!r}; choices: {sorted(table)}")
+    return table[mode]
+
+
+if not OmegaConf.has_resolver("w2s_by_mode"):
+    OmegaConf.register_new_resolver("w2s_by_mode", by_mode)
+
+
 #: Loss settings users type, with the closed range each must fall in (`conf/loss/*.yaml`).
 LOSS_RANGES: dict[str, tuple[float, float]] = {
     "alpha_max": (0.0, 1.0),
@@ -100,12 +115,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"pgr_eps={cfg.pgr_eps!r} must be a number >= 0")
     for role in ("supervisor", "student"):
         m = cfg[role]
+        if m.train_mode not in TRAIN_MODES:
+            raise ConfigError(f"{role}.train_mode={m.train_mode!r}; choices: {list(TRAIN_MODES)}")
         _positive(cfg, f"{role}.batch_size")
         _positive(cfg, f"{role}.max_length")
         if not isinstance(m.lr, float | int) or not (0 < float(m.lr) < 1) or math.isnan(float(m.lr)):
             raise ConfigError(f"{role}.lr={m.lr!r} must be a number in (0, 1)")
-        if m.train_mode not in ("full", "probe", "lora"):
-            raise ConfigError(f"{role}.train_mode={m.train_mode!r}; choices: ['full', 'lora', 'probe']")
         if cfg.task.type == "generate" and m.get("arch") != "decoder":
             raise ConfigError(
                 f"{role}={m.name!r} is an {m.get('arch')}; task {cfg.task.name!r} generates text and needs a "
