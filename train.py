@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from w2s.config import user_errors, validate
 from w2s.module import NonFiniteLoss
 from w2s.pipeline import quiet, run
-from w2s.tracking import format_table, session
+from w2s.tracking import Terminated, format_table, session
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -24,6 +24,9 @@ def main(cfg: DictConfig) -> float | None:
     except NonFiniteLoss as e:  # diverged: the step and the batch's example ids, no traceback
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(3)
+    except Terminated as e:  # killed: 128 + SIGTERM, as a shell reports it, never a silent 0
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(143)
     print(format_table(results), flush=True)
     return results["pgr"].get("acc")
 

@@ -92,6 +92,27 @@ def test_killed_run_resumes_reusing_finished_stages(tmp_path):
     assert {k: resumed[k] for k in METRICS} == {k: uninterrupted[k] for k in METRICS}
 
 
+def test_sigterm_mid_stage_exits_143_not_0(tmp_path):
+    """scancel / kill during a Lightning fit: Lightning alone left fit via SystemExit(None), i.e. exit 0 with no
+    results, which a launcher reads as success. Now: exit 143, one error line, nothing half-written."""
+    root, out = tmp_path / "art", tmp_path / "out"
+    args = [*TINY, f"paths.artifact_root={root}", f"hydra.run.dir={out}", "+supervisor.epochs=400"]
+    proc = _train_py(args, tmp_path)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:  # the supervisor's stage is being built
+        if (root / "train").exists() and list((root / "train").glob(".tmp-*")):
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside trainer.fit
+    assert proc.poll() is None, f"run ended before it could be stopped:\n{proc.communicate()[0][-2000:]}"
+    proc.send_signal(signal.SIGTERM)
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, log[-2000:]
+    assert "error: terminated by SIGTERM" in log and "Traceback" not in log
+    assert not (out / "results.json").exists()
+    assert not any(k.startswith("train/") for k in _complete(root))
+
+
 def test_stale_temp_dir_and_lock_file_do_not_block(tmp_path):
     key = {"x": 1}
     folder = tmp_path / "demo" / artifacts.key_hash(key)

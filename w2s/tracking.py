@@ -11,6 +11,8 @@ import contextlib
 import logging
 import netrc
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,31 @@ log = logging.getLogger(__name__)
 
 #: The loggers of the session in progress (None outside `session`): `log_results` writes to these.
 _ACTIVE: list[Any] | None = None
+
+
+class Terminated(Exception):
+    """SIGTERM (scancel, a pre-empting scheduler, `kill`) during a run.
+
+    Lightning's own handler only sets a flag and then leaves `fit` through a `SystemExit` without a code: the
+    process exited 0 with no results, which launchers read as success. This stops at once instead (stages write
+    atomically, so finished stages stay cached for a rerun) and `train.py` exits 143.
+    """
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated("terminated by SIGTERM; finished stages are cached: rerun the same command to resume")
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)  # Lightning's handler calls this one too
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def wandb_offline() -> bool:
@@ -87,7 +114,8 @@ def session(cfg: DictConfig) -> Iterator[list[Any]]:
     loggers = _start(cfg)
     _ACTIVE = loggers
     try:
-        yield loggers
+        with _sigterm_raises():
+            yield loggers
     except BaseException as e:
         code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1
         _end(loggers, "failed" if code else "success", code)
