@@ -36,6 +36,15 @@ def agreement_of(same: np.ndarray, right: np.ndarray) -> dict[str, float | None]
     }
 
 
+def selection_key(
+    metrics: Any, monitor: str, tie_break: str | None = None, sign: float = 1.0
+) -> tuple[float, ...]:
+    """The order checkpoint selection uses, live (`KeepBest`) and on a stored curve (`stopping`): the monitored
+    value, then `tie_break`; a missing value ranks lowest. Compared with `>`, so ties keep the earlier point."""
+    names = (monitor, tie_break) if tie_break else (monitor,)
+    return tuple(sign * float(metrics[n]) if n in metrics else -np.inf for n in names)
+
+
 def stopping(
     curve: list[dict[str, float]], select: str, metric: str = "acc", tie_break: str | None = None
 ) -> dict[str, Any]:
@@ -51,13 +60,9 @@ def stopping(
     if not points:
         return {"final": None, "oracle": None, "selected": None, "points": 0}
     values = [p[key] for p in points]
-
-    def rank(p: dict[str, float]) -> tuple[float, float]:
-        return p.get(select, -np.inf), p.get(tie_break, -np.inf) if tie_break else 0.0
-
     chosen = points[0]
     for p in points:
-        if rank(p) > rank(chosen):
+        if selection_key(p, select, tie_break) > selection_key(chosen, select, tie_break):
             chosen = p
     best = int(np.nanargmax(values))
     return {

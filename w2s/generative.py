@@ -42,6 +42,9 @@ from w2s.pipeline import _train_key, finish, task_stage
 
 log = logging.getLogger(__name__)
 
+#: Checkpoint selection for generative stages: exact match, ties (often 0 for a while) by token accuracy.
+SELECT, TIE_BREAK = "acc", "tok_acc"
+
 
 # ----------------------------------------------------------------------------------------------- answers
 def answer_of(text: str) -> str:
@@ -305,10 +308,10 @@ def gen_train_stage(
             cfg,
             model_cfg,
             module,
-            "acc",
+            SELECT,
             len(train_rows),
             out,
-            tie_break="tok_acc",  # exact match is often 0 for a while: token accuracy orders those points
+            tie_break=TIE_BREAK,
             train_dataloaders=gen_loader(train_rows, train_collate, bs, shuffle=True, seed=int(cfg.seed)),
             val_dataloaders=val_loaders,
         )
@@ -389,7 +392,7 @@ def run_generative(cfg: DictConfig) -> dict[str, Any]:
         key = {
             **_train_key(cfg, model_cfg, data_key, split, labels_key, loss),
             "max_answer": max_answer,
-            "select": ["acc", "tok_acc"],
+            "select": [SELECT, TIE_BREAK],
         }
         return gen_train_stage(
             cfg,
@@ -459,10 +462,10 @@ def run_generative(cfg: DictConfig) -> dict[str, Any]:
     if cfg.analysis.get("agreement", True):
         results["agreement"] = agreement
     results.update(
-        selected_by="acc",
+        selected_by=SELECT,
         task_info={**task_meta["info"], "prompts_truncated": {n: len(e.truncated) for n, e in encs.items()}},
     )
-    return finish(cfg, results, splits, stages, "acc", ceiling_split, ladder, t0, tie_break="tok_acc")
+    return finish(cfg, results, splits, stages, SELECT, ceiling_split, ladder, t0, tie_break=TIE_BREAK)
 
 
 # ----------------------------------------------------------------------------------------------- gen. finetuning

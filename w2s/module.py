@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from w2s.analysis import selection_key
 from w2s.metrics import binary_metrics
 
 
@@ -118,10 +119,10 @@ class KeepBest(pl.Callback):
         metrics = trainer.callback_metrics
         if trainer.sanity_checking or self.monitor not in metrics:
             return
-        value = float(metrics[self.monitor])
-        key = (self.sign * value,) + ((self.sign * float(metrics[self.tie_break]),) if self.tie_break else ())
+        key = selection_key(metrics, self.monitor, self.tie_break, self.sign)
         if self.best_key is None or key > self.best_key:
-            self.best, self.best_key, self.best_step = value, key, trainer.global_step
+            self.best, self.best_key = float(metrics[self.monitor]), key
+            self.best_step = trainer.global_step
             self.state = {k: v.detach().cpu().clone() for k, v in trainable_state(module.model).items()}
 
     def restore(self, model: nn.Module) -> None:
