@@ -5,7 +5,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from w2s.config import user_errors, validate
+from w2s.config import validate
+from w2s.errors import UserError
 from w2s.module import NonFiniteLoss
 from w2s.pipeline import quiet, run
 from w2s.tracking import Terminated, format_table, session
@@ -18,7 +19,7 @@ def main(cfg: DictConfig) -> float | None:
         validate(cfg)  # before any logger starts: a bad value is one line, not a half-made W&B run
         with session(cfg):  # loggers finish on every exit path; a crash marks the W&B run failed
             results = run(cfg)
-    except user_errors() as e:  # a bad value the user typed or supplied: one line naming it, no traceback
+    except UserError as e:  # a bad value the user typed or supplied: one line naming it, no traceback
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
     except NonFiniteLoss as e:  # diverged: the step and the batch's example ids, no traceback

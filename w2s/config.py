@@ -9,12 +9,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from w2s import tracking  # noqa: F401  (registers ${w2s_wandb_offline:}, which conf/logger/wandb.yaml uses)
+from w2s.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; raised before any stage runs."""
 
 
 TRAIN_MODES = ("full", "lora", "probe")
@@ -57,15 +54,6 @@ def _missing(node: Any, prefix: str = "") -> list[str]:
     if isinstance(node, list):
         return [m for i, v in enumerate(node) for m in _missing(v, f"{prefix}{i}.")]
     return [prefix[:-1]] if node == "???" else []
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """Errors caused by what the user typed or supplied: `train.py` prints them as one line, exit code 2."""
-    from w2s.models import ModelError
-    from w2s.tasks import TaskError
-    from w2s.tasks.nlp import FormatError
-
-    return (ConfigError, TaskError, ModelError, FormatError)
 
 
 def choices(group: str) -> list[str]:

@@ -35,7 +35,8 @@ from torch import nn
 from w2s import analysis, artifacts, models
 from w2s.config import CONF_DIR, decoders, model_config
 from w2s.data import BucketSampler, pad
-from w2s.fit import fit_selected, make_module, make_trainer, model_key, render, write_stage
+from w2s.features import render
+from w2s.fit import fit_selected, make_module, make_trainer, write_stage
 from w2s.metrics import pgr_table
 from w2s.module import W2SModule
 from w2s.pipeline import _train_key, finish, task_stage
@@ -496,7 +497,7 @@ def gen_finetune_stage(
         for k in ("train_mode", "epochs", "lr", "batch_size", "max_length", "splits", "max_texts")
     }
     key = {
-        "model": model_key(model_cfg),
+        "model": models.model_key(model_cfg),
         "data": data_key,
         "gen_finetune": settings,
         "lora": model_cfg.get("lora"),

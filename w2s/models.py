@@ -22,15 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from w2s.artifacts import file_sha256
+from w2s.errors import ModelError
 
 log = logging.getLogger(__name__)
-
-
-class ModelError(ValueError):
-    """A model cannot be resolved or loaded (missing package, bad checksum, unknown architecture)."""
 
 
 def cache_root() -> Path:
@@ -285,6 +283,12 @@ def byte_tokenizer():
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
     )
+
+
+def model_key(model_cfg: Any) -> dict[str, Any]:
+    """The part of a model config that determines its weights and inputs (not lr or batch size)."""
+    keep = ("name", "source", "pooling", "max_length", "arch", "dtype", "layer")
+    return {k: OmegaConf.to_container(model_cfg, resolve=True).get(k) for k in keep}
 
 
 # --- loading and networks -----------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def _train_key(
     cfg: DictConfig, model_cfg: Any, data_key: Any, split: str, labels_from: Any, loss: Any
 ) -> dict:
     return {
-        "model": fit.model_key(model_cfg),
+        "model": models.model_key(model_cfg),
         "train_mode": model_cfg.train_mode,
         "lr": model_cfg.lr,
         "batch_size": model_cfg.batch_size,

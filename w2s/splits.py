@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from w2s.tasks import TaskError
+from w2s.errors import TaskError
 
 SPLIT_ORDER = ("weak", "transfer", "val", "test")
 

@@ -14,6 +14,8 @@ from datasets import Dataset
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from w2s.errors import TaskError, UserError
+
 log = logging.getLogger(__name__)
 
 SCHEMAS: dict[str, tuple[str, ...]] = {
@@ -21,10 +23,6 @@ SCHEMAS: dict[str, tuple[str, ...]] = {
     "pairwise": ("prompt", "first", "second", "label"),
     "generate": ("prompt", "target"),
 }
-
-
-class TaskError(ValueError):
-    """A task's data cannot be used as asked (bad row, one class, too few examples)."""
 
 
 def row_hash(row: dict[str, Any], kind: str) -> str:
@@ -71,9 +69,7 @@ def load_task(task_cfg: Any, seed: int = 0) -> tuple[Dataset, dict[str, Any]]:
     try:
         ds = instantiate(task_cfg.loader)
     except InstantiationException as e:  # Hydra wraps the loader's own error: show that one
-        from w2s.config import user_errors
-
-        if isinstance(e.__cause__, user_errors()):
+        if isinstance(e.__cause__, UserError):
             raise e.__cause__ from None
         raise
     if not isinstance(ds, Dataset):

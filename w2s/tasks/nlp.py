@@ -20,16 +20,14 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from w2s.errors import FormatError
+
 OFFLINE_ENV = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
 NONE_OF_THE_ABOVE = "none of the above choices"
 
 
 class HubUnavailableError(ConnectionError):
     """A hub dataset could not be read: no network and no local cache."""
-
-
-class FormatError(ValueError):
-    """A hub row does not have the shape its formatter expects (wrong split, wrong schema)."""
 
 
 Fields = dict[str, Any]
