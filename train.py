@@ -8,7 +8,8 @@ from omegaconf import DictConfig
 from w2s.config import validate
 from w2s.errors import UserError
 from w2s.module import NonFiniteLoss
-from w2s.pipeline import quiet, run
+from w2s.pipeline import run
+from w2s.progress import quiet
 from w2s.tracking import Terminated, format_table, session
 
 

@@ -133,7 +133,7 @@ def lightning_epoch(net: torch.nn.Module, batches: Any, lr: float) -> float:
 
 def overhead(model_name: str, rows: int, batch_size: int = 16, repeats: int = 1) -> dict[str, Any]:
     """Best-of-`repeats` epoch time of each side, alternating which runs first; ratio = Lightning / bare."""
-    from w2s.pipeline import quiet
+    from w2s.progress import quiet
 
     quiet()
     texts, labels = movie_texts("rotten_tomatoes")

@@ -29,23 +29,6 @@ from w2s.tracking import log_results
 log = logging.getLogger(__name__)
 
 
-def quiet() -> None:
-    """Silence per-file progress bars and tips of the libraries; our own log says what each stage did."""
-    import os
-    import warnings
-
-    import datasets
-    import transformers
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-
-
 def task_stage(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any], dict[str, Any]]:
     """Load, balance and split the task once per (task, split sizes, seed); stored as a DatasetDict."""
     chain = list(cfg.method.get("chain") or [])

@@ -47,3 +47,20 @@ def track(
 def done_line(what: str, n: int, unit: str, seconds: float) -> None:
     """The one line a finished stage prints."""
     log.info("%s: %d %s in %.1fs", what, n, unit, seconds)
+
+
+def quiet() -> None:
+    """Silence per-file progress bars and tips of the libraries; our own log says what each stage did."""
+    import os
+    import warnings
+
+    import datasets
+    import transformers
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
