@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from w2s import artifacts
 from w2s.config import CONF_DIR
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +27,11 @@ def make_cfg(tmp_path: Path, overrides: list[str] | None = None) -> DictConfig:
         cfg.paths.artifact_root = str(tmp_path / "artifacts")
         cfg.paths.log_dir = str(tmp_path / "logs")
     return cfg
+
+
+def built(root: str | Path, since: float) -> Counter:
+    """Artifacts built (not reused) under `root` since `since`, counted by kind, whichever process built them."""
+    return Counter(kind for kind, _ in artifacts.builds(root, since))
 
 
 @pytest.fixture

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import built
 
-from w2s import analysis, artifacts
+from w2s import analysis
 from w2s.config import ConfigError, validate
 from w2s.fit import eval_schedule
 from w2s.pipeline import run
@@ -113,7 +115,7 @@ def test_every_analysis_end_to_end(cfg_factory):
         "analysis.prompting.max_test=30",
         "+task.label_words=[No,Yes]",
     )
-    artifacts.BUILDS.clear()
+    t = time.time()
     res = run(cfg)
     saved = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
     assert set(saved["agreement"]) == {"w2s"}
@@ -135,11 +137,11 @@ def test_every_analysis_end_to_end(cfg_factory):
     assert set(saved["prompting"]) == {"model", "n_test", "0shot", "2shot_gt", "2shot_weak"}
     assert saved["prompting"]["n_test"] == 30
     assert all(0 <= saved["prompting"][k]["acc"] <= 1 for k in ("0shot", "2shot_gt", "2shot_weak"))
-    assert artifacts.BUILDS["prompt"] == 3
+    assert built(cfg.paths.artifact_root, t)["prompt"] == 3
     # a second run reuses every stage, analyses included
-    artifacts.BUILDS.clear()
+    t = time.time()
     again = run(cfg)
-    assert dict(artifacts.BUILDS) == {}
+    assert built(cfg.paths.artifact_root, t) == {}
     assert again["prompting"]["2shot_weak"]["acc"] == res["prompting"]["2shot_weak"]["acc"]
     assert again["noise"] == res["noise"]
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import built
 from datasets import Dataset, load_from_disk
 from omegaconf import open_dict
 
-from w2s import artifacts, models
+from w2s import models
 from w2s.chess import same_move
 from w2s.config import ConfigError, validate
-from w2s.generative import GenCollate, answer_of, build_gen_network, encode
+from w2s.data import AnswerCollate
+from w2s.generative import answer_of, build_gen_network, encode
 from w2s.pipeline import run
 
 TINY = ["supervisor=tiny-llama", "student=tiny-llama", "allow_smaller_student=true", "trainer=fast"]
@@ -78,8 +81,8 @@ def test_collate_positions_predict_exactly_the_answer_tokens():
         encode(tok, p, a, 64)
         for p, a in (("1. e4 e5 2.", "Nf3"), ("a", "Qxf7#"), ("long prompt here", "O-O"))
     ]
-    rows = [{"input": ids, "n": n, "idx": i, "row": i} for i, (ids, n, _) in enumerate(enc)]
-    batch = GenCollate(tok.pad_token_id, [ids[-n:] for ids, n, _ in enc])(rows)
+    rows = [{"input": ids, "target": ids[-n:], "idx": i} for i, (ids, n, _) in enumerate(enc)]
+    batch = AnswerCollate(tok.pad_token_id)(rows)
     flat = batch["input_ids"].reshape(-1)
     # the token after each scored position is the answer token it must predict, and it is real (mask 1)
     assert torch.equal(flat[batch["pos"] + 1], batch["answer_ids"])
@@ -112,23 +115,21 @@ def test_chess_defaults_are_decoders_and_chess_splits(cfg_factory):
 
 def test_toy_ladder_learns_labels_are_greedy_and_upstream_is_reused(cfg_factory):
     cfg = toy_cfg(cfg_factory)
-    before = artifacts.BUILDS.copy()
+    t = time.time()
     res = run(cfg)
     assert res["ceiling"]["acc"] >= 0.9 and res["weak"]["acc"] >= 0.9  # the model can learn the task
     assert set(res["agreement"]["w2s"]) >= {"all", "supervisor_right", "supervisor_wrong"}
     assert res["stopping"]["w2s"]["points"] >= 1 and res["selected_by"] == "acc"
     # the stored weak labels are the supervisor's greedy answers, which its test predictions also are
-    labels_dir = next(p for p in Path(cfg.paths.artifact_root, "gen_labels").iterdir() if p.is_dir())
+    labels_dir = next(p for p in Path(cfg.paths.artifact_root, "labels").iterdir() if p.is_dir())
     lab = load_from_disk(str(labels_dir / "labels"))["transfer"]
-    assert len(lab) == 120 and set(lab["text"]) <= {"rook", "bishop", "knight", ""}
-    built = artifacts.BUILDS - before
-    assert built["gen_train"] == 3 and built["gen_labels"] == 1
+    assert len(lab) == 120 and set(lab["label"]) <= {"rook", "bishop", "knight", ""}
+    assert built(cfg.paths.artifact_root, t) == {"task": 1, "train": 3, "labels": 1}
     # another loss retrains only the weak-to-strong student
-    before = artifacts.BUILDS.copy()
+    t = time.time()
     cfg2 = toy_cfg(cfg_factory, "loss=conf")
     res2 = run(cfg2)
-    built = artifacts.BUILDS - before
-    assert built["gen_train"] == 1 and built["gen_labels"] == 0 and built["task"] == 0
+    assert built(cfg.paths.artifact_root, t) == {"train": 1}
     assert res2["weak"] == res["weak"] and res2["ceiling"] == res["ceiling"]
     saved = json.loads(Path(cfg2.paths.output_dir, "results.json").read_text())
     assert saved["loss"] == "conf" and saved["pgr"].keys() == {"acc"}
@@ -141,7 +142,7 @@ def test_chess_bootstrap_runs_every_mode_and_reports_chain_and_direct(cfg_factor
         *TINY,
         *SMALL,
         "method=bootstrap",
-        "method.chain=[tiny-llama]",
+        "chain1=tiny-llama",
         f"supervisor.train_mode={mode}",
         f"student.train_mode={mode}",
         "loss=conf",

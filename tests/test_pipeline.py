@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
+from conftest import built
 
 from w2s import artifacts
 from w2s.config import ConfigError
@@ -34,26 +36,28 @@ def test_results_have_every_field(cfg_factory):
     label_dirs = list((Path(cfg.paths.artifact_root) / "labels").glob("*/labels"))
     assert len(label_dirs) == 1
     labels = load_from_disk(str(label_dirs[0]))
-    assert set(labels) == {"transfer", "val", "test"} and len(labels["transfer"]) == 120
-    assert all(0.0 <= p <= 1.0 for p in labels["transfer"]["prob"])
+    assert set(labels) == {"transfer", "val"} and len(labels["transfer"]) == 120
+    assert all(0.0 <= p <= 1.0 for p in labels["transfer"]["label"])
+    # the label artifact says what produced it: model, train stage, splits
+    meta = artifacts.manifest(label_dirs[0].parent)["meta"]
+    assert meta["model"] == "tiny-bert" and meta["splits"] == ["transfer", "val"]
+    assert meta["stage"] == Path(saved["stages"]["weak"]).name
 
 
 def test_changing_loss_or_student_retrains_nothing_upstream(cfg_factory):
-    artifacts.BUILDS.clear()
+    root = cfg_factory(*TINY).paths.artifact_root
+    t = time.time()
     run(cfg_factory(*TINY))
-    first = dict(artifacts.BUILDS)
-    assert first == {"task": 1, "train": 3, "labels": 1}
-    artifacts.BUILDS.clear()
+    assert built(root, t) == {"task": 1, "train": 3, "labels": 1}
+    t = time.time()
     run(cfg_factory(*TINY, "loss.hard=true"))
-    assert dict(artifacts.BUILDS) == {"train": 1}  # only the weak-to-strong student
-    artifacts.BUILDS.clear()
+    assert built(root, t) == {"train": 1}  # only the weak-to-strong student
+    t = time.time()
     run(cfg_factory(*TINY, "student=tiny-llama"))
-    assert dict(artifacts.BUILDS) == {
-        "train": 2
-    }  # the new student and its ceiling; supervisor and labels reused
-    artifacts.BUILDS.clear()
+    assert built(root, t) == {"train": 2}  # the new student and its ceiling; supervisor and labels reused
+    t = time.time()
     run(cfg_factory(*TINY, "force=true"))
-    assert dict(artifacts.BUILDS) == {"task": 1, "train": 3, "labels": 1}
+    assert built(root, t) == {"task": 1, "train": 3, "labels": 1}
 
 
 def test_same_seed_same_results_other_seed_differs(cfg_factory, tmp_path):
@@ -65,7 +69,7 @@ def test_same_seed_same_results_other_seed_differs(cfg_factory, tmp_path):
 
 
 def test_bootstrap_reports_chain_and_direct(cfg_factory):
-    res = run(cfg_factory(*TINY, "method=bootstrap", "method.chain=[tiny-bert]", "split.transfer=60"))
+    res = run(cfg_factory(*TINY, "method=bootstrap", "chain1=tiny-bert", "split.transfer=60"))
     assert [c["model"] for c in res["chain"]] == ["tiny-bert"]
     assert set(res["direct"]) >= {"acc", "auroc"}
     assert res["splits"]["transfer1"] == 60
@@ -73,10 +77,10 @@ def test_bootstrap_reports_chain_and_direct(cfg_factory):
 
 
 def test_too_few_examples_fails_before_training(cfg_factory):
-    artifacts.BUILDS.clear()
+    cfg = cfg_factory(*TINY, "split.test=1000")
     with pytest.raises(TaskError, match="only 400"):
-        run(cfg_factory(*TINY, "split.test=1000"))
-    assert artifacts.BUILDS["train"] == 0
+        run(cfg)
+    assert built(cfg.paths.artifact_root, 0)["train"] == 0
 
 
 def test_student_smaller_than_supervisor_is_refused(cfg_factory):

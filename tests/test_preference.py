@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import chess
 import pytest
+from conftest import built
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
@@ -157,7 +159,6 @@ def test_reward_head_starts_as_the_lm_logit_of_its_token(cfg_factory):
 
 
 def test_generative_finetuning_runs_once_and_serves_student_and_ceiling(cfg_factory):
-    from w2s import artifacts
     from w2s.config import ConfigError, validate
     from w2s.pipeline import run
 
@@ -165,17 +166,18 @@ def test_generative_finetuning_runs_once_and_serves_student_and_ceiling(cfg_fact
     base = ["task=hhh_alignment", "supervisor=tiny-bert", "student=tiny-llama", *small]
     with pytest.raises(ConfigError, match="decoder student"):
         validate(cfg_factory(*base[:2], "student=tiny-bert-large", "gen_finetune.enabled=true"))
-    before = artifacts.BUILDS.copy()
+    root = cfg_factory(*base).paths.artifact_root
+    t = time.time()
     res = run(cfg_factory(*base, "gen_finetune.enabled=true", "gen_finetune.epochs=2"))
     gft = res["gen_finetune"]
     assert gft["enabled"] and gft["steps"] > 0 and gft["texts"] > 0
     assert gft["val_lm_tok_acc_after"] > gft["val_lm_tok_acc_before"]  # it learnt the task's text
     assert res["models"]["student"]["name"] == "tiny-llama+gft"
-    assert (artifacts.BUILDS - before)["gen_finetune"] == 1
-    before = artifacts.BUILDS.copy()
+    assert built(root, t)["gen_finetune"] == 1
+    t = time.time()
     res2 = run(cfg_factory(*base, "gen_finetune.enabled=true", "gen_finetune.epochs=2", "loss=conf"))
-    built = artifacts.BUILDS - before
-    assert built["gen_finetune"] == 0 and built["train"] == 1  # only the w2s student retrains
+    again = built(root, t)
+    assert again["gen_finetune"] == 0 and again["train"] == 1  # only the w2s student retrains
     assert res2["ceiling"] == res["ceiling"]
     plain = run(cfg_factory(*base))
     assert plain["gen_finetune"] == {"enabled": False} and plain["ceiling"] != res["ceiling"]

@@ -14,7 +14,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-#: How many times each kind was built (not reused) in this process: tests and the sweep benchmark read it.
-BUILDS: Counter[str] = Counter()
-#: (kind, key) of every build in this process, in order: tells which supervisor or labels a sweep recomputed.
-BUILT: list[tuple[str, Any]] = []
 
 
 def to_plain(obj: Any) -> Any:
@@ -136,10 +131,13 @@ def cached(
     key: Any,
     build: Callable[[Path], dict[str, Any] | None],
     force: bool = False,
+    requires: tuple[str, ...] = (),
 ) -> Path:
     """Return the artifact folder for `key`, building it with `build(tmp_dir)` unless a verified copy exists.
 
     `build` writes its files into the given temporary folder and may return extra metadata for the manifest.
+    `requires` names files this caller needs: a verified copy stored without them (a stage built in another
+    role, e.g. a student whose weights were not kept, now a chain step) is rebuilt with them.
     """
     key = to_plain(key)
     folder = Path(root) / kind / key_hash(key)
@@ -148,7 +146,9 @@ def cached(
     with FileLock(str(folder) + ".lock"):
         _remove_stale_temps(folder)
         if folder.exists() and not force:
-            problem = verify(folder)
+            problem = verify(folder) or next(
+                (f"built without {name}" for name in requires if not (folder / name).exists()), None
+            )
             if problem is None:
                 log.info("reusing %s artifact %s", kind, folder)
                 return folder
@@ -162,6 +162,7 @@ def cached(
                 "key": key,
                 "meta": meta,
                 "seconds": round(time.time() - t0, 3),
+                "built_at": time.time(),
                 "versions": versions(),
                 "files": _checksums(tmp),
             }
@@ -172,10 +173,22 @@ def cached(
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        BUILDS[kind] += 1
-        BUILT.append((kind, key))
         log.info("built %s artifact %s in %.1fs", kind, folder, manifest["seconds"])
         return folder
+
+
+def builds(root: str | Path, since: float) -> list[tuple[str, Any]]:
+    """(kind, key) of every artifact under `root` built at or after `since`, in build order, whichever process
+    built it: tells what a run or a sweep recomputed and what it reused."""
+    found = []
+    for mpath in Path(root).glob(f"*/*/{MANIFEST}"):
+        try:
+            m = json.loads(mpath.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if m.get("built_at", 0) >= since:
+            found.append((m["built_at"], m["kind"], m["key"]))
+    return [(kind, key) for _, kind, key in sorted(found, key=lambda f: f[0])]
 
 
 def manifest(folder: Path) -> dict[str, Any]:

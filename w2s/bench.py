@@ -253,7 +253,7 @@ def sweep_counts(tasks: list[str], students: list[str], losses: list[str], force
     """Run the grid on tiny models; count supervisor trainings and label generations really executed."""
     from w2s.pipeline import run
 
-    artifacts.BUILT.clear()
+    since = time.time()
     t0 = time.perf_counter()
     for task in tasks:
         for student in students:
@@ -266,7 +266,7 @@ def sweep_counts(tasks: list[str], students: list[str], losses: list[str], force
                     f"loss={loss}",
                 ]
                 run(_compose([*overrides, f"force={str(force).lower()}"], root))
-    built = list(artifacts.BUILT)
+    built = artifacts.builds(root / "artifacts", since)
     return {
         "runs": len(tasks) * len(students) * len(losses),
         "supervisor_trainings": sum(k == "train" and key["split"] == "weak" for k, key in built),

@@ -10,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from w2s import tracking  # noqa: F401  (registers ${w2s_wandb_offline:}, which conf/logger/wandb.yaml uses)
 from w2s.errors import ConfigError
+from w2s.losses import PRIORS
+from w2s.module import SCHEDULES
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -69,8 +71,43 @@ def decoders() -> list[str]:
     ]
 
 
+#: Config groups of the bootstrap chain (conf/chain1..3 are the model catalogue, like supervisor and student).
+CHAIN_GROUPS = ("chain1", "chain2", "chain3")
+
+
+def chain_models(cfg: DictConfig) -> list[DictConfig]:
+    """The chain's composed model configs in order (empty without a chain)."""
+    return [cfg[g] for g in CHAIN_GROUPS if cfg.get(g) is not None]
+
+
+def _validate_chain(cfg: DictConfig) -> None:
+    """The chain is chain1, chain2, ... without gaps; sizes rise from supervisor to student."""
+    if cfg.method.get("chain") is not None:
+        raise ConfigError(
+            f"method.chain={list(cfg.method.chain)!r}: chain models are config groups like supervisor and "
+            "student: chain1=NAME [chain2=NAME chain3=NAME], then e.g. chain1.lr=1e-4 (docs/SWEEPS.md)"
+        )
+    present = [g for g in CHAIN_GROUPS if cfg.get(g) is not None]
+    if present != list(CHAIN_GROUPS[: len(present)]):
+        raise ConfigError(f"chain groups {present} have a gap: set {CHAIN_GROUPS[: len(present)]} in order")
+    if present and cfg.method.name != "bootstrap":
+        raise ConfigError(f"{present[0]}={cfg[present[0]].name!r} needs method=bootstrap (method={cfg.method.name!r})")
+    if cfg.method.name == "bootstrap" and not present:
+        raise ConfigError("method=bootstrap needs a chain model: chain1=NAME; choices: " + str(choices("model")))
+    steps = [("supervisor", cfg.supervisor), *[(g, cfg[g]) for g in present], ("student", cfg.student)]
+    for (ra, a), (rb, b) in zip(steps, steps[1:], strict=False):
+        if a.params > b.params and not cfg.allow_smaller_student:
+            raise ConfigError(
+                f"{rb} {b.name!r} ({b.params:.3g} params) is smaller than {ra} {a.name!r} ({a.params:.3g}): "
+                "sizes must rise along supervisor -> chain -> student; set allow_smaller_student=true if meant"
+            )
+    for g in present:
+        if cfg.task.type == "generate" and cfg[g].get("arch") != "decoder":
+            raise ConfigError(f"{g}={cfg[g].name!r} is not a decoder; task {cfg.task.name!r} needs {decoders()}")
+
+
 def model_config(name: str) -> DictConfig:
-    """A model catalogue entry by name (for `method.chain`, which lists models by name)."""
+    """A model catalogue entry by name (for `analysis.prompting.model`, which names a model)."""
     path = CONF_DIR / "model" / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"model {name!r} unknown; choices: {choices('model')}")
@@ -95,13 +132,11 @@ def validate(cfg: DictConfig) -> None:
     modes = ("weak", "oracle", "final")
     if cfg.early_stop.mode not in modes:
         raise ConfigError(f"early_stop.mode={cfg.early_stop.mode!r}; choices: {list(modes)}")
-    if cfg.task.type not in ("classify", "pairwise", "generate"):
-        raise ConfigError(f"task.type={cfg.task.type!r}; choices: ['classify', 'generate', 'pairwise']")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} must be a non-negative integer")
     if not (isinstance(cfg.pgr_eps, int | float) and cfg.pgr_eps >= 0):
         raise ConfigError(f"pgr_eps={cfg.pgr_eps!r} must be a number >= 0")
-    for role in ("supervisor", "student"):
+    for role in ("supervisor", *[g for g in CHAIN_GROUPS if cfg.get(g) is not None], "student"):
         m = cfg[role]
         if m.train_mode not in TRAIN_MODES:
             raise ConfigError(f"{role}.train_mode={m.train_mode!r}; choices: {list(TRAIN_MODES)}")
@@ -117,24 +152,15 @@ def validate(cfg: DictConfig) -> None:
     for key in LOSS_RANGES:
         if key in cfg.loss:
             _in_range(cfg, f"loss.{key}", *LOSS_RANGES[key])
-    if "prior" in cfg.loss and cfg.loss.prior not in ("batch", "dataset", "fixed"):
-        raise ConfigError(f"loss.prior={cfg.loss.prior!r}; choices: ['batch', 'dataset', 'fixed']")
-    if cfg.optim.schedule not in ("cosine", "constant", "linear"):
-        raise ConfigError(f"optim.schedule={cfg.optim.schedule!r}; choices: ['constant', 'cosine', 'linear']")
+    if "prior" in cfg.loss and cfg.loss.prior not in PRIORS:
+        raise ConfigError(f"loss.prior={cfg.loss.prior!r}; choices: {list(PRIORS)}")
+    if cfg.optim.schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule={cfg.optim.schedule!r}; choices: {sorted(SCHEDULES)}")
     _in_range(cfg, "optim.weight_decay", 0.0, 1.0)
     _positive(cfg, "eval_batch_size")
     if cfg.trainer.get("max_steps", -1) in (None, -1):
         _positive(cfg, "trainer.max_epochs")
-    for name in cfg.method.get("chain") or []:
-        if model_config(name).get("arch") != "decoder" and cfg.task.type == "generate":
-            raise ConfigError(
-                f"method.chain has {name!r}, not a decoder; task {cfg.task.name!r} needs {decoders()}"
-            )
-    if cfg.supervisor.params > cfg.student.params and not cfg.allow_smaller_student:
-        raise ConfigError(
-            f"student {cfg.student.name!r} ({cfg.student.params:.3g} params) is smaller than supervisor "
-            f"{cfg.supervisor.name!r} ({cfg.supervisor.params:.3g}); set allow_smaller_student=true if meant"
-        )
+    _validate_chain(cfg)
     _validate_analysis(cfg)
     gft = cfg.get("gen_finetune") or {}
     if gft.get("enabled"):
@@ -161,43 +187,10 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _validate_analysis(cfg: DictConfig) -> None:
+    """Checks of the analysis settings that need no data; each hook checks the rest (w2s.hooks)."""
     an = cfg.get("analysis")
-    if an is None:
-        return
-    if an.get("eval_points") is not None:
+    if an is not None and an.get("eval_points") is not None:
         _positive(cfg, "analysis.eval_points")
-    e2h = an.get("easy_to_hard") or {}
-    if cfg.task.type == "generate":
-        for name, on in (
-            ("noise_control", an.get("noise_control")),
-            ("easy_to_hard.by", e2h.get("by")),
-            ("prompting.enabled", (an.get("prompting") or {}).get("enabled")),
-        ):
-            if on:
-                raise ConfigError(
-                    f"analysis.{name} applies to scored tasks, not to the generative task {cfg.task.name!r}; "
-                    "for easy-to-hard on chess, filter by task.min_rating / task.max_rating"
-                )
-    q = e2h.get("quantile", 0.5)
-    if not isinstance(q, float | int) or isinstance(q, bool) or not 0 < q < 1:
-        raise ConfigError(f"analysis.easy_to_hard.quantile={q!r} must be a number in (0, 1)")
-    pr = an.get("prompting") or {}
-    if pr.get("enabled"):
-        m = model_config(pr.model)
-        if m.get("arch") != "decoder":
-            raise ConfigError(
-                f"analysis.prompting.model={pr.model!r} is not a decoder; choices: {decoders()}"
-            )
-        for k in pr.shots:
-            if not isinstance(k, int) or k < 0:
-                raise ConfigError(f"analysis.prompting.shots has {k!r}; shots are integers >= 0")
-        for src in pr.labels:
-            if src not in ("gt", "weak"):
-                raise ConfigError(f"analysis.prompting.labels has {src!r}; choices: ['gt', 'weak']")
-        if cfg.task.type != "classify" or not cfg.task.get("prompt_template"):
-            raise ConfigError(
-                f"analysis.prompting needs a classify task with a prompt_template; task {cfg.task.name!r} has none"
-            )
 
 
 def summary(cfg: Any) -> str:

@@ -1,10 +1,17 @@
-"""Batches for every kind of task: tokenised text or cached features, soft targets, length-bucketed order."""
+"""Batches for every kind of task, and the weak-label DataModule that every training stage reads.
+
+Labels live on disk as `datasets` DatasetDicts (`LabelSource`): the task's own splits are the ground-truth
+source, a label stage's output and a train stage's test predictions are weak sources. The DataModule joins a
+source to the split's rows by row id in `setup()`, so a stage is fully described by (split, label source).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import datasets
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -17,28 +24,64 @@ def soft_targets(prob1: Sequence[float]) -> torch.Tensor:
     return torch.stack([1 - p, p], dim=-1)
 
 
-class Examples(Dataset):
-    """Rows of model inputs (token id lists, or feature vectors) with their target P(class 1)."""
+@dataclass(frozen=True)
+class LabelSource:
+    """Labels on disk: a `datasets` DatasetDict folder, one of its splits, the column holding the label.
 
-    def __init__(self, inputs: Sequence[Any], prob1: Sequence[float], idx: Sequence[int]):
-        if not (len(inputs) == len(prob1) == len(idx)):
+    Every such split has an `idx` column (the row's position in the task), so labels join rows by id.
+    """
+
+    path: str
+    split: str
+    column: str = "label"
+
+    def read(self) -> dict[int, Any]:
+        """Row id -> label."""
+        part = datasets.load_from_disk(self.path)[self.split]
+        return dict(zip(part["idx"], part[self.column], strict=True))
+
+    def values(self) -> list[Any]:
+        """The labels in their stored row order (a split's own order, for predictions written by a stage)."""
+        return list(datasets.load_from_disk(self.path)[self.split][self.column])
+
+
+def join(rows: datasets.Dataset, source: LabelSource) -> tuple[datasets.Dataset, list[Any]]:
+    """The rows of `rows` that `source` labels, in `rows` order, and their labels."""
+    lookup = source.read()
+    keep = [i for i, r in enumerate(rows["idx"]) if r in lookup]
+    if len(keep) < len(rows):
+        rows = rows.select(keep)
+    return rows, [lookup[r] for r in rows["idx"]]
+
+
+def write_labels(path: str, parts: dict[str, tuple[Sequence[int], Sequence[Any]]]) -> None:
+    """Store labels (or predictions) as a DatasetDict of `idx`, `label`: the format `LabelSource` reads."""
+    datasets.DatasetDict(
+        {n: datasets.Dataset.from_dict({"idx": list(i), "label": list(v)}) for n, (i, v) in parts.items()}
+    ).save_to_disk(path)
+
+
+class Examples(Dataset):
+    """Rows of model inputs (token id lists, or feature tensors) with their targets: P(class 1) for scored
+    kinds, the answer's token ids for generation."""
+
+    def __init__(self, inputs: Sequence[Any], targets: Sequence[Any], idx: Sequence[int]):
+        if not (len(inputs) == len(targets) == len(idx)):
             raise ValueError(
-                f"inputs ({len(inputs)}), targets ({len(prob1)}), ids ({len(idx)}) differ in length"
+                f"inputs ({len(inputs)}), targets ({len(targets)}), ids ({len(idx)}) differ in length"
             )
-        self.inputs, self.prob1, self.idx = inputs, list(map(float, prob1)), list(map(int, idx))
+        self.inputs, self.targets, self.idx = inputs, list(targets), list(map(int, idx))
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"input": self.inputs[i], "prob1": self.prob1[i], "idx": self.idx[i]}
+        return {"input": self.inputs[i], "target": self.targets[i], "idx": self.idx[i]}
 
     def lengths(self) -> list[int]:
-        """Token count of each row (the sum over candidates for pairwise rows)."""
+        """Token count of each row (the sum over candidates for pairwise rows); a feature tensor's rows."""
         first = self.inputs[0] if len(self.inputs) else []
-        if isinstance(first, torch.Tensor):
-            return [1] * len(self.inputs)
-        if first and isinstance(first[0], list | tuple):
+        if not isinstance(first, torch.Tensor) and first and isinstance(first[0], list | tuple):
             return [sum(map(len, x)) for x in self.inputs]
         return [len(x) for x in self.inputs]
 
@@ -102,7 +145,7 @@ class Collate:
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch: dict[str, torch.Tensor] = {
-            "target": soft_targets([r["prob1"] for r in rows]),
+            "target": soft_targets([float(r["target"]) for r in rows]),
             "idx": torch.tensor([r["idx"] for r in rows], dtype=torch.long),
         }
         first = rows[0]["input"]
@@ -123,32 +166,73 @@ class Collate:
         return batch
 
 
+class AnswerCollate:
+    """Generation: right-pads prompt + answer ids and lists the positions that predict answer tokens, or
+    concatenates per-answer-token features. `answer_ids` holds each answer token, `row` its batch row."""
+
+    def __init__(self, pad_id: int = 0):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch: dict[str, torch.Tensor] = {"idx": torch.tensor([r["idx"] for r in rows])}
+        answer = [r["target"] for r in rows]
+        batch["answer_ids"] = torch.tensor([t for a in answer for t in a], dtype=torch.long)
+        batch["row"] = torch.tensor([i for i, a in enumerate(answer) for _ in a], dtype=torch.long)
+        if isinstance(rows[0]["input"], torch.Tensor):
+            batch["features"] = torch.cat([r["input"] for r in rows])
+            return batch
+        ids, mask = pad([r["input"] for r in rows], self.pad_id, left=False)
+        width = ids.shape[1]
+        pos = []
+        for i, r in enumerate(rows):
+            n, length = len(r["target"]), len(r["input"])
+            pos += [i * width + t for t in range(length - n - 1, length - 1)]
+        batch.update(input_ids=ids, attention_mask=mask, pos=torch.tensor(pos, dtype=torch.long))
+        return batch
+
+
 def loader(ds: Examples, batch_size: int, collate: Collate, shuffle: bool, seed: int = 0) -> DataLoader:
     sampler = BucketSampler(ds.lengths(), batch_size, shuffle=shuffle, seed=seed)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=0)
 
 
-class W2SDataModule(pl.LightningDataModule):
-    """Train rows (GT or weak labels), validation sets (weak-label val first: it selects checkpoints), test."""
+class WeakLabelDataModule(pl.LightningDataModule):
+    """One training stage's data: a split's rows joined in `setup()` to a label source (GT or weak labels),
+    and validation sets (the first selects checkpoints; the others are analyses, e.g. GT test accuracy).
+
+    `make_rows(rows, labels)` turns joined rows into the kind's `Examples` (token ids or features).
+    """
 
     def __init__(
         self,
-        train: Examples,
-        val: list[Examples],
-        collate: Collate,
+        splits_path: str,
+        train: LabelSource,
+        vals: Sequence[LabelSource],
+        make_rows: Callable[[datasets.Dataset, list[Any]], Examples],
+        collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
         batch_size: int,
-        eval_batch_size: int | None = None,
+        eval_batch_size: int,
         seed: int = 0,
     ):
         super().__init__()
-        self.train, self.val, self.collate = train, val, collate
-        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size or 2 * batch_size, seed
+        self.splits_path, self.train_source, self.val_sources = splits_path, train, list(vals)
+        self.make_rows, self.collate = make_rows, collate
+        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.train_rows: Examples | None = None
+        self.val_rows: list[Examples] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_rows is not None:  # joined once, however often Lightning asks
+            return
+        task = datasets.load_from_disk(self.splits_path)
+        self.train_rows = self.make_rows(*join(task[self.train_source.split], self.train_source))
+        self.val_rows = [self.make_rows(*join(task[v.split], v)) for v in self.val_sources]
 
     def train_dataloader(self) -> DataLoader:
-        return loader(self.train, self.batch_size, self.collate, shuffle=True, seed=self.seed)
+        return loader(self.train_rows, self.batch_size, self.collate, shuffle=True, seed=self.seed)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [loader(v, self.eval_batch_size, self.collate, shuffle=False) for v in self.val]
+        return [loader(v, self.eval_batch_size, self.collate, shuffle=False) for v in self.val_rows]
 
 
 def padding_fraction(lengths: Sequence[int], batches: list[list[int]]) -> float:

@@ -1,7 +1,8 @@
-"""Stage functions: model inputs (tokens or cached features), training a model, predicting with it.
+"""The two model stages of every kind: training (`train_stage`) and labelling (`label_stage`), and the Lightning
+plumbing they share (module, trainer, checkpoint selection, evaluation schedule).
 
-Every function here is keyed and cached through `w2s.artifacts.cached`, so a stage whose config is unchanged
-is loaded, never recomputed.
+Both are keyed and cached through `w2s.artifacts.cached`, so a stage whose config is unchanged is loaded,
+never recomputed. What differs between task kinds comes from the `kind` argument (`w2s.kinds`).
 """
 
 from __future__ import annotations
@@ -11,69 +12,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from datasets import Dataset
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from w2s import models
 from w2s.artifacts import cached
-from w2s.data import Collate, Examples, W2SDataModule, loader
-from w2s.features import features, tokenize
-from w2s.module import KeepBest, W2SModule, predict, trainable_state
+from w2s.data import LabelSource, WeakLabelDataModule, write_labels
+from w2s.module import KeepBest, W2SModule, trainable_state
 
 log = logging.getLogger(__name__)
-
-#: Logit count of the head per task kind: two classes, or one score per candidate (pairwise).
-N_OUT = {"classify": 2, "pairwise": 1}
-
-
-def model_inputs(cfg: Any, model_cfg: Any, task_ds: Dataset, data_key: Any) -> tuple[list[Any], Collate]:
-    """Per-row inputs of `task_ds` for this model: cached features (probe) or token ids (full, LoRA)."""
-    if model_cfg.train_mode == "probe":
-        feats = features(cfg, model_cfg, cfg.task, task_ds, data_key)
-        return list(feats), Collate()
-    ids, tok = tokenize(model_cfg, cfg.task, task_ds)
-    return ids, Collate(pad_id=tok.pad_token_id)
-
-
-def build_network(
-    model_cfg: Any, kind: str, inputs: list[Any], head_init: torch.Tensor | None = None
-) -> torch.nn.Module:
-    """The trainable network of one train mode; `head_init` [D] seeds a one-score (reward) head."""
-    n_out = N_OUT[kind]
-    builders = {
-        "probe": lambda: models.Head(inputs[0].shape[-1], n_out),
-        "full": lambda: models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out),
-        "lora": lambda: models.add_lora(
-            models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out), model_cfg
-        ),
-    }
-    if model_cfg.train_mode not in builders:
-        raise ValueError(f"train_mode {model_cfg.train_mode!r} unknown; choices: {sorted(builders)}")
-    net = builders[model_cfg.train_mode]()
-    for m in net.modules():  # the Classifier may sit inside a LoRA wrapper
-        if isinstance(m, models.Classifier):
-            m.layer = model_cfg.get("layer")
-    if model_cfg.train_mode == "lora":
-        for p in net.head.parameters():
-            p.requires_grad_(True)
-    if head_init is not None:
-        with torch.no_grad():
-            net.head.weight.copy_(head_init.reshape(1, -1))
-            net.head.bias.zero_()
-    return net
-
-
-def reward_head_init(task_cfg: Any, model_cfg: Any, kind: str) -> torch.Tensor | None:
-    """Pairwise tasks on a decoder: the unembedding row of `task.reward_init_token` (the paper's reward head
-    init); encoders, other kinds, or a null token keep the zero init."""
-    token = task_cfg.get("reward_init_token", " Yes")
-    if kind != "pairwise" or model_cfg.get("arch") != "decoder" or token is None:
-        return None
-    return models.unembedding_row(model_cfg, token)
 
 
 def eval_schedule(trainer_kwargs: dict[str, Any], n_train: int, batch_size: int, points: int | None) -> dict:
@@ -91,11 +40,6 @@ def eval_schedule(trainer_kwargs: dict[str, Any], n_train: int, batch_size: int,
     if interval <= per_epoch:
         return {"val_check_interval": interval, "check_val_every_n_epoch": 1}
     return {"val_check_interval": interval, "check_val_every_n_epoch": None}
-
-
-def examples(inputs: list[Any], split: Dataset, prob1: Any) -> Examples:
-    idx = split["idx"]
-    return Examples([inputs[i] for i in idx], prob1, idx)
 
 
 def make_module(
@@ -158,67 +102,107 @@ def fit_selected(
     return keep, trainer
 
 
+def train_key(cfg: Any, kind: Any, model_cfg: Any, split: str, labels_from: Any, loss: Any) -> dict:
+    """What determines a train stage's weights and predictions: the model and its settings, the data, the
+    split, where its labels came from, the loss, the trainer and selection settings, the seed."""
+    return {
+        "model": models.model_key(model_cfg),
+        "train_mode": model_cfg.train_mode,
+        "lr": model_cfg.lr,
+        "batch_size": model_cfg.batch_size,
+        "lora": model_cfg.get("lora"),
+        "data": kind.data.key,
+        "split": split,
+        "labels": labels_from,
+        "loss": loss,
+        "epochs": model_cfg.get("epochs"),
+        "trainer": {
+            k: cfg.trainer.get(k) for k in ("max_epochs", "max_steps", "val_check_interval", "precision")
+        },
+        "optim": cfg.optim,
+        "early_stop": cfg.early_stop,
+        "eval_points": cfg.analysis.get("eval_points"),
+        "seed": int(cfg.seed),
+        **kind.key(),
+    }
+
+
 def train_stage(
     cfg: Any,
-    kind: str,
+    kind: Any,
     model_cfg: Any,
-    inputs: list[Any],
-    collate: Collate,
-    train: tuple[Dataset, Any],
-    vals: list[tuple[str, Dataset, Any]],
+    train: LabelSource,
+    vals: list[tuple[str, LabelSource]],
     loss_cfg: Any,
     key: dict[str, Any],
-    predict_on: dict[str, Dataset],
     save_weights: bool,
 ) -> Path:
-    """Train a model on `train` (rows, P(class 1) targets), select by `vals[0]`, predict on `predict_on`.
+    """Train on `train` (a split joined to its labels by the DataModule), select by `vals[0]`, predict test.
 
-    The artifact holds `preds.json` ({split: {idx, prob}}), `curve.json` (validation metrics over training),
-    `meta.json` (the selected step and mode) and, when asked, `state.pt` (the trained weights).
+    The artifact holds `preds/` (test predictions in the label format, a weak source for analyses),
+    `curve.json` (validation metrics over training), `meta.json` (the selected step and mode, whether weights
+    were kept) and, when `save_weights`, `state.pt` (the trainable weights). A reuse that needs the weights
+    rebuilds an artifact stored without them.
     """
     select = cfg.early_stop.mode
 
     def build(out: Path) -> dict[str, Any]:
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        net = build_network(model_cfg, kind, inputs, reward_head_init(cfg.task, model_cfg, kind))
-        train_rows = examples(inputs, *train)
-        val_rows = [examples(inputs, ds, p) for _, ds, p in vals]
-        bs = int(model_cfg.batch_size)
-        dm = W2SDataModule(train_rows, val_rows, collate, bs, int(cfg.eval_batch_size), seed=int(cfg.seed))
-        module = make_module(W2SModule, cfg, model_cfg, net, loss_cfg, [name for name, _, _ in vals])
-        keep, trainer = fit_selected(
-            cfg, model_cfg, module, cfg.early_stop.metric, len(train_rows), out, datamodule=dm
+        net = kind.network(model_cfg)
+        dm = WeakLabelDataModule(
+            kind.data.path,
+            train,
+            [src for _, src in vals],
+            kind.rows(model_cfg, net),
+            kind.collate(model_cfg),
+            int(model_cfg.batch_size),
+            int(cfg.eval_batch_size),
+            seed=int(cfg.seed),
         )
-        preds = {}
-        for name, ds in predict_on.items():
-            rows = examples(inputs, ds, [0.0] * len(ds))
-            i, p = predict(net, loader(rows, int(cfg.eval_batch_size), collate, shuffle=False))
-            preds[name] = {"idx": i.tolist(), "prob": p.tolist()}
-        return write_stage(out, preds, module, keep, trainer, select, save_weights)
+        dm.setup("fit")
+        module = make_module(kind.module_cls, cfg, model_cfg, net, loss_cfg, [name for name, _ in vals])
+        keep, trainer = fit_selected(
+            cfg, model_cfg, module, kind.select, len(dm.train_rows), out, kind.tie_break, datamodule=dm
+        )
+        test = kind.data.splits["test"]
+        write_labels(str(out / "preds"), {"test": (test["idx"], kind.predict(model_cfg, net, test))})
+        return write_stage(out, module, keep, trainer, select, save_weights)
 
-    return cached(cfg.paths.artifact_root, "train", key, build, force=bool(cfg.force))
+    needs = ("state.pt",) if save_weights else ()
+    return cached(cfg.paths.artifact_root, "train", key, build, force=bool(cfg.force), requires=needs)
+
+
+def label_stage(cfg: Any, kind: Any, model_cfg: Any, trained: Path, names: list[str]) -> Path:
+    """A trained model's labels on the named splits (greedy answers, or P(class 1)): the weak labels.
+
+    Stored as a DatasetDict (`idx`, `label`) that `LabelSource` reads; the manifest records which model,
+    train stage and splits produced it.
+    """
+
+    def build(out: Path) -> dict[str, Any]:
+        net = kind.load_trained(model_cfg, trained)
+        splits = kind.data.splits
+        write_labels(str(out / "labels"), {n: (splits[n]["idx"], kind.predict(model_cfg, net, splits[n])) for n in names})
+        return {"model": model_cfg.name, "stage": trained.name, "splits": names, "kind": cfg.task.type}
+
+    key = {"trained": trained.name, "splits": names, **kind.key()}
+    return cached(cfg.paths.artifact_root, "labels", key, build, force=bool(cfg.force)) / "labels"
 
 
 def write_stage(
-    out: Path, preds: dict, module: W2SModule, keep: KeepBest, trainer: pl.Trainer, select: str, save: bool
+    out: Path, module: W2SModule, keep: KeepBest, trainer: pl.Trainer, select: str, save: bool
 ) -> dict[str, Any]:
-    """A train stage's files: preds.json, curve.json, meta.json (the kept step) and, when `save`, state.pt."""
-    (out / "preds.json").write_text(json.dumps(preds))
+    """A train stage's files beside its predictions: curve.json, meta.json (the kept step) and, when `save`,
+    state.pt."""
     (out / "curve.json").write_text(json.dumps(module.curve))
-    meta = {"select": select, "best_step": keep.best_step, "best": keep.best, "steps": trainer.global_step}
+    meta = {
+        "select": select,
+        "best_step": keep.best_step,
+        "best": keep.best,
+        "steps": trainer.global_step,
+        "saved_weights": save,
+    }
     (out / "meta.json").write_text(json.dumps(meta))
     if save:
         torch.save(trainable_state(module.model), out / "state.pt")
     return meta
-
-
-def load_trained(model_cfg: Any, kind: str, inputs: list[Any], artifact: Path) -> torch.nn.Module:
-    """Rebuild a network and load the weights a train stage saved."""
-    net = build_network(model_cfg, kind, inputs)
-    net.load_state_dict(torch.load(artifact / "state.pt"), strict=False)
-    return net
-
-
-def read_preds(artifact: Path) -> dict[str, dict[str, np.ndarray]]:
-    raw = json.loads((artifact / "preds.json").read_text())
-    return {k: {"idx": np.asarray(v["idx"]), "prob": np.asarray(v["prob"])} for k, v in raw.items()}

@@ -1,8 +1,8 @@
-"""Generative tasks (chess puzzles): the model writes the answer, weak labels are the supervisor's greedy text.
+"""Generative models (chess puzzles): the model writes the answer, weak labels are the supervisor's greedy text.
 
-The ladder is the one of the scored pipeline (supervisor on GT of A, each model labelling a fresh transfer
-split for the next, the ceiling on GT, the direct supervisor -> student run when there is a chain), but every
-model is a causal LM trained with the language-modelling loss on the answer tokens only:
+The ladder is the one of every kind (`w2s.pipeline` over `w2s.kinds.Generative`); what is particular to
+generation lives here: every model is a causal LM trained with the language-modelling loss on the answer
+tokens only:
 
 - `full` / `lora`: the decoder runs with gradients; the LM head scores the answer positions.
 - `probe`: the decoder is frozen and its hidden states at the answer positions are computed once per stage;
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,17 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from datasets import Dataset, DatasetDict, load_from_disk
+from datasets import Dataset, DatasetDict
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from w2s import analysis, artifacts, models
-from w2s.config import CONF_DIR, decoders, model_config
-from w2s.data import BucketSampler, pad
+from w2s import artifacts, models
+from w2s.config import decoders
+from w2s.data import AnswerCollate, Examples, loader, pad
 from w2s.features import render
-from w2s.fit import fit_selected, make_module, make_trainer, write_stage
-from w2s.metrics import pgr_table
+from w2s.fit import make_trainer
 from w2s.module import W2SModule
-from w2s.pipeline import _train_key, finish, task_stage
 
 log = logging.getLogger(__name__)
 
@@ -138,55 +135,7 @@ def build_gen_network(model_cfg: Any) -> GenLM:
     return GenLM(lm, probe=model_cfg.train_mode == "probe")
 
 
-# ----------------------------------------------------------------------------------------------- data
-class GenRows(torch.utils.data.Dataset):
-    """Training/validation rows: token ids with the answer's length, or per-answer-token features."""
-
-    def __init__(self, inputs: list[Any], n_answer: list[int], idx: list[int]):
-        self.inputs, self.n_answer, self.idx = inputs, n_answer, idx
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"input": self.inputs[i], "n": self.n_answer[i], "idx": self.idx[i], "row": i}
-
-    def lengths(self) -> list[int]:
-        return [len(x) for x in self.inputs]
-
-
-class GenCollate:
-    """Right-pads token rows and lists the answer-predicting positions, or stacks per-token features.
-
-    `answer_ids` holds the target token of every answer position; `row` maps each to its batch row.
-    """
-
-    def __init__(self, pad_id: int, answers: list[list[int]]):
-        self.pad_id, self.answers = pad_id, answers
-
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch: dict[str, torch.Tensor] = {"idx": torch.tensor([r["idx"] for r in rows])}
-        answer = [self.answers[r["row"]] for r in rows]
-        batch["answer_ids"] = torch.tensor([t for a in answer for t in a], dtype=torch.long)
-        batch["row"] = torch.tensor([i for i, a in enumerate(answer) for _ in a], dtype=torch.long)
-        if isinstance(rows[0]["input"], torch.Tensor):
-            batch["features"] = torch.cat([r["input"] for r in rows])
-            return batch
-        ids, mask = pad([r["input"] for r in rows], self.pad_id, left=False)
-        width = ids.shape[1]
-        pos = []
-        for i, r in enumerate(rows):
-            n, length = r["n"], len(r["input"])
-            pos += [i * width + t for t in range(length - n - 1, length - 1)]
-        batch.update(input_ids=ids, attention_mask=mask, pos=torch.tensor(pos, dtype=torch.long))
-        return batch
-
-
-def gen_loader(rows: GenRows, collate: GenCollate, batch_size: int, shuffle: bool, seed: int = 0):
-    sampler = BucketSampler(rows.lengths(), batch_size, shuffle=shuffle, seed=seed)
-    return torch.utils.data.DataLoader(rows, batch_sampler=sampler, collate_fn=collate, num_workers=0)
-
-
+# ----------------------------------------------------------------------------------------------- module
 class GenModule(W2SModule):
     """W2SModule for answer tokens: one-hot targets over the vocabulary; validation by exact match."""
 
@@ -239,21 +188,25 @@ class Encoded:
         return [self.tok(self.prompts[i], add_special_tokens=True)["input_ids"][-keep:] for i in split["idx"]]
 
 
-def _features(net: GenLM, ids: list[list[int]], ns: list[int], batch_size: int) -> list[torch.Tensor]:
-    """Frozen hidden states at each row's answer-predicting positions (the probe's inputs)."""
+def features_at_answers(
+    net: GenLM, ids: list[list[int]], ns: list[int], batch_size: int
+) -> list[torch.Tensor]:
+    """Frozen hidden states at each row's answer-predicting positions (a generative probe's inputs)."""
     out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
     order = np.argsort([-len(x) for x in ids], kind="stable")
-    collate = GenCollate(0, [[0] * n for n in ns])
+    collate = AnswerCollate(0)
+    was_training = net.training
     net.eval()
     with torch.no_grad():
         for s in range(0, len(order), batch_size):
             chunk = order[s : s + batch_size].tolist()
-            b = collate([{"input": ids[i], "n": ns[i], "idx": i, "row": i} for i in chunk])
+            b = collate([{"input": ids[i], "target": [0] * ns[i], "idx": i} for i in chunk])
             dev = next(net.parameters()).device
             hid = net.hidden(b["input_ids"].to(dev), b["attention_mask"].to(dev)).float().cpu()
             flat = hid.reshape(-1, hid.shape[-1])[b["pos"]]
             for i, part in zip(chunk, flat.split([ns[i] for i in chunk]), strict=True):
                 out[i] = part.clone()
+    net.train(was_training)
     return out
 
 
@@ -270,203 +223,6 @@ def generate_answers(net: GenLM, enc: Encoded, split: Dataset, batch_size: int) 
         for i, g in zip(chunk, gens, strict=True):
             out[i] = answer_of(enc.tok.decode(g, skip_special_tokens=True))
     return out
-
-
-def gen_train_stage(
-    cfg: DictConfig,
-    model_cfg: Any,
-    enc: Encoded,
-    train: tuple[Dataset, list[str]],
-    vals: list[tuple[str, Dataset, list[str]]],
-    loss_cfg: Any,
-    key: dict[str, Any],
-    test: Dataset,
-    save_weights: bool,
-) -> Path:
-    """Train on (rows, answer strings), select by exact match on `vals[0]`, write test answers."""
-    select = cfg.early_stop.mode
-
-    def build(out: Path) -> dict[str, Any]:
-        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        net = build_gen_network(model_cfg)
-        bs = int(model_cfg.batch_size)
-
-        def rows_of(ds: Dataset, answers: list[str]) -> tuple[GenRows, GenCollate]:
-            ids, ns = enc.rows(ds, answers)
-            inputs: list[Any] = ids
-            if model_cfg.train_mode == "probe":
-                inputs = _features(net, ids, ns, int(cfg.eval_batch_size))
-            return GenRows(inputs, ns, list(ds["idx"])), GenCollate(
-                enc.tok.pad_token_id, [x[-n:] for x, n in zip(ids, ns, strict=True)]
-            )
-
-        train_rows, train_collate = rows_of(*train)
-        val_loaders = [
-            gen_loader(*rows_of(ds, a), int(cfg.eval_batch_size), shuffle=False) for _, ds, a in vals
-        ]
-        module = make_module(GenModule, cfg, model_cfg, net, loss_cfg, [name for name, _, _ in vals])
-        keep, trainer = fit_selected(
-            cfg,
-            model_cfg,
-            module,
-            SELECT,
-            len(train_rows),
-            out,
-            tie_break=TIE_BREAK,
-            train_dataloaders=gen_loader(train_rows, train_collate, bs, shuffle=True, seed=int(cfg.seed)),
-            val_dataloaders=val_loaders,
-        )
-        answers = generate_answers(net, enc, test, int(cfg.eval_batch_size))
-        preds = {"test": {"idx": list(test["idx"]), "text": answers}}
-        return write_stage(out, preds, module, keep, trainer, select, save_weights)
-
-    return artifacts.cached(cfg.paths.artifact_root, "gen_train", key, build, force=bool(cfg.force))
-
-
-def gen_labels_stage(
-    cfg: DictConfig, model_cfg: Any, enc: Encoded, trained: Path, splits: DatasetDict, names: list[str]
-) -> DatasetDict:
-    """The trained model's greedy answers on the named splits (the weak labels), a `datasets` DatasetDict."""
-
-    def build(out: Path) -> dict[str, Any]:
-        net = build_gen_network(model_cfg)
-        net.load_state_dict(torch.load(trained / "state.pt"), strict=False)
-        net.eval()
-        parts = {
-            n: Dataset.from_dict(
-                {
-                    "idx": list(splits[n]["idx"]),
-                    "text": generate_answers(net, enc, splits[n], int(cfg.eval_batch_size)),
-                }
-            )
-            for n in names
-        }
-        DatasetDict(parts).save_to_disk(str(out / "labels"))
-        return {"splits": names}
-
-    key = {"trained": trained.name, "splits": names, "max_answer": enc.max_answer}
-    path = artifacts.cached(cfg.paths.artifact_root, "gen_labels", key, build, force=bool(cfg.force))
-    return load_from_disk(str(path / "labels"))
-
-
-def _aligned(labels: Dataset, split: Dataset) -> list[str]:
-    lookup = dict(zip(labels["idx"], labels["text"], strict=True))
-    return [lookup[i] for i in split["idx"]]
-
-
-def _test_answers(artifact: Path, test: Dataset) -> list[str]:
-    preds = json.loads((artifact / "preds.json").read_text())["test"]
-    lookup = dict(zip(preds["idx"], preds["text"], strict=True))
-    return [lookup[i] for i in test["idx"]]
-
-
-def run_generative(cfg: DictConfig) -> dict[str, Any]:
-    """Supervisor -> [chain] -> student on a generative task; results as `run_scored` writes them."""
-    t0 = time.time()
-    gt_loss = OmegaConf.load(CONF_DIR / "loss" / "xent.yaml")
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    splits, task_meta, data_key = task_stage(cfg)
-    test = splits["test"]
-    metric_fn = instantiate(cfg.task.metrics)
-    max_answer = int(cfg.task.get("max_answer_tokens", 8))
-    chain_names = list(cfg.method.get("chain") or [])
-    ladder = [cfg.supervisor, *[model_config(n) for n in chain_names], cfg.student]
-    reuse = cfg.method.get("reuse_transfer", False)
-    transfer = ["transfer"] + [
-        "transfer" if reuse else f"transfer{k}" for k in range(1, len(chain_names) + 1)
-    ]
-    encs: dict[str, Encoded] = {}
-
-    def enc_for(model_cfg: Any) -> Encoded:
-        if model_cfg.name not in encs:
-            encs[model_cfg.name] = Encoded(model_cfg, splits["all"], max_answer)
-        return encs[model_cfg.name]
-
-    def gt(split: str) -> list[str]:
-        return list(splits[split]["target"])
-
-    gt_val = ("val", splits["val"], gt("val"))
-    oracle = [("oracle", test, gt("test"))] if cfg.early_stop.mode == "oracle" else []
-    tracked = [("test_gt", test, gt("test"))] if cfg.early_stop.track_test else []
-
-    def train(model_cfg, split, answers, labels_key, loss, val, save, extra=()):
-        key = {
-            **_train_key(cfg, model_cfg, data_key, split, labels_key, loss),
-            "max_answer": max_answer,
-            "select": [SELECT, TIE_BREAK],
-        }
-        return gen_train_stage(
-            cfg,
-            model_cfg,
-            enc_for(model_cfg),
-            (splits[split], answers),
-            [val, *oracle, *tracked, *extra],
-            loss,
-            key,
-            test,
-            save,
-        )
-
-    def label(model_cfg, art, split) -> DatasetDict:
-        return gen_labels_stage(cfg, model_cfg, enc_for(model_cfg), art, splits, [split, "val"])
-
-    def sup_on_test(art: Path) -> tuple:
-        return (("test_weak", test, _test_answers(art, test)),) if cfg.early_stop.track_test else ()
-
-    positions = list(test["fen"] if "fen" in test.column_names else test["prompt"])
-    same_fn = instantiate(cfg.task.same_answer)
-
-    def metrics(art: Path) -> dict[str, float]:
-        return metric_fn(positions, _test_answers(art, test), gt("test"))
-
-    def agree(student: Path, supervisor: Path) -> dict[str, Any]:
-        s, w = _test_answers(student, test), _test_answers(supervisor, test)
-        rows = zip(positions, s, w, gt("test"), strict=True)
-        same, right = zip(*[(same_fn(p, a, b), same_fn(p, b, t)) for p, a, b, t in rows], strict=True)
-        return analysis.agreement_of(np.asarray(same), np.asarray(right))
-
-    def student_step(model_cfg, split, sup_cfg, sup_art, save):
-        lab = label(sup_cfg, sup_art, split)
-        weak_val = ("val", splits["val"], _aligned(lab["val"], splits["val"]))
-        answers = _aligned(lab[split], splits[split])
-        return train(model_cfg, split, answers, sup_art.name, cfg.loss, weak_val, save, sup_on_test(sup_art))
-
-    stages: dict[str, str] = {}
-    agreement: dict[str, Any] = {}
-    weak_art = train(cfg.supervisor, "weak", gt("weak"), "gt", gt_loss, gt_val, save=True)
-    stages["weak"] = str(weak_art)
-    results: dict[str, Any] = {"weak": metrics(weak_art)}
-    prev_cfg, prev_art, chain_out = cfg.supervisor, weak_art, []
-    for k, model_cfg in enumerate(ladder[1:]):
-        last = k == len(ladder) - 2
-        art = student_step(model_cfg, transfer[k], prev_cfg, prev_art, save=not last)
-        agreement["w2s" if last else f"chain{k + 1}"] = agree(art, prev_art)
-        if not last:
-            chain_out.append({"model": model_cfg.name, **metrics(art)})
-            stages[f"chain{k + 1}"] = str(art)
-        prev_cfg, prev_art = model_cfg, art
-    stages["w2s"] = str(prev_art)
-    results["w2s"] = metrics(prev_art)
-    final_split = transfer[-1]
-    ceiling_split = final_split if cfg.split.ceiling_on == "transfer" else "weak"
-    ceil_art = train(cfg.student, ceiling_split, gt(ceiling_split), "gt", gt_loss, gt_val, save=False)
-    stages["ceiling"] = str(ceil_art)
-    results["ceiling"] = metrics(ceil_art)
-    if chain_names:
-        results["chain"] = chain_out
-        direct = student_step(cfg.student, final_split, cfg.supervisor, weak_art, save=False)
-        agreement["direct"] = agree(direct, weak_art)
-        stages["direct"] = str(direct)
-        results["direct"] = metrics(direct)
-        results["pgr_direct"] = pgr_table(results["weak"], results["direct"], results["ceiling"], cfg.pgr_eps)
-    results["pgr"] = pgr_table(results["weak"], results["w2s"], results["ceiling"], cfg.pgr_eps)
-    if cfg.analysis.get("agreement", True):
-        results["agreement"] = agreement
-    results.update(
-        selected_by=SELECT,
-        task_info={**task_meta["info"], "prompts_truncated": {n: len(e.truncated) for n, e in encs.items()}},
-    )
-    return finish(cfg, results, splits, stages, SELECT, ceiling_split, ladder, t0, tie_break=TIE_BREAK)
 
 
 # ----------------------------------------------------------------------------------------------- gen. finetuning
@@ -509,30 +265,30 @@ def gen_finetune_stage(
         net = build_gen_network(lm_cfg)
         tok = models.load_tokenizer(model_cfg)
 
-        def rows(ts: list[str]) -> tuple[GenRows, GenCollate]:
+        def rows(ts: list[str]) -> Examples:
             ids = [
                 x for x in tok(ts, truncation=True, max_length=int(gft.max_length))["input_ids"] if len(x) > 1
             ]
-            ns = [len(x) - 1 for x in ids]  # every token after the first is predicted
-            return GenRows(ids, ns, list(range(len(ids)))), GenCollate(tok.pad_token_id, [x[1:] for x in ids])
+            return Examples(ids, [x[1:] for x in ids], list(range(len(ids))))  # every token after the first
 
-        train_rows, train_collate = rows(texts)
+        collate = AnswerCollate(tok.pad_token_id)
+        train_rows = rows(texts)
         module = GenModule(
             net,
-            instantiate(OmegaConf.load(CONF_DIR / "loss" / "xent.yaml")),
+            instantiate(cfg.gt_loss),
             lr=float(gft.lr),
             val_names=["val_lm"],
         )
         trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
         trainer_kwargs.update(max_epochs=int(gft.epochs), max_steps=-1)
         trainer = make_trainer(cfg, trainer_kwargs, out)
-        val = gen_loader(*rows(val_texts), int(cfg.eval_batch_size), shuffle=False)
+        val = loader(rows(val_texts), int(cfg.eval_batch_size), collate, shuffle=False)
         before = trainer.validate(module, dataloaders=val, verbose=False)[0]
         module.curve.clear()
         net.train()
         trainer.fit(
             module,
-            train_dataloaders=gen_loader(train_rows, train_collate, int(gft.batch_size), True, int(cfg.seed)),
+            train_dataloaders=loader(train_rows, int(gft.batch_size), collate, True, int(cfg.seed)),
             val_dataloaders=val,
         )
         lm = net.lm.merge_and_unload() if hasattr(net.lm, "merge_and_unload") else net.lm

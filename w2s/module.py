@@ -15,6 +15,13 @@ from torch import nn
 from w2s.analysis import selection_key
 from w2s.metrics import binary_metrics
 
+#: Learning-rate shapes after warm-up, as a function of the fraction of the remaining steps done.
+SCHEDULES: dict[str, Callable[[float], float]] = {
+    "cosine": lambda f: 0.5 * (1 + math.cos(math.pi * f)),
+    "constant": lambda f: 1.0,
+    "linear": lambda f: max(0.0, 1 - f),
+}
+
 
 class NonFiniteLoss(FloatingPointError):
     """Raised at the first NaN/inf loss, naming the step and the batch's example ids."""
@@ -88,16 +95,10 @@ class W2SModule(pl.LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, betas=self.betas)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warm = self.warmup_steps
-        shapes = {
-            "cosine": lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))),
-            "constant": lambda s: 1.0,
-            "linear": lambda s: max(0.0, 1 - (s - warm) / max(1, total - warm)),
-        }
-        if self.schedule not in shapes:
-            raise ValueError(f"schedule {self.schedule!r} unknown; choices: {sorted(shapes)}")
-        shape = shapes[self.schedule]
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else shape(s))
+        warm, shape = self.warmup_steps, SCHEDULES[self.schedule]  # validated by config.validate
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (s + 1) / warm if s < warm else shape(min(1.0, (s - warm) / max(1, total - warm)))
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

@@ -16,10 +16,15 @@ import torch
 
 from w2s import models
 from w2s.artifacts import cached
+from w2s.config import choices, decoders, model_config
+from w2s.errors import ConfigError
+from w2s.metrics import binary_metrics
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORDS = (" No", " Yes")
+#: Where the shots' labels come from: GT of split A, or the supervisor's labels of split B.
+SHOT_LABELS = ("gt", "weak")
 
 
 def build_prompts(
@@ -77,6 +82,30 @@ def score(model: Any, tok: Any, prompts: list[str], label_ids: list[int], batch_
     return probs
 
 
+def check_prompting(cfg: Any) -> None:
+    """Every prompting setting that can fail, before any training: one line naming the value."""
+    pr = cfg.analysis.prompting
+    if cfg.task.type != "classify" or not cfg.task.get("prompt_template"):
+        raise ConfigError(
+            f"analysis.prompting needs a classify task with a prompt_template; task {cfg.task.name!r} has none"
+        )
+    if pr.model not in choices("model"):
+        raise ConfigError(f"analysis.prompting.model={pr.model!r} unknown; choices: {decoders()}")
+    if model_config(pr.model).get("arch") != "decoder":
+        raise ConfigError(f"analysis.prompting.model={pr.model!r} is not a decoder; choices: {decoders()}")
+    for k in pr.shots:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            raise ConfigError(f"analysis.prompting.shots has {k!r}; shots are integers >= 0")
+    for src in pr.labels:
+        if src not in SHOT_LABELS:
+            raise ConfigError(f"analysis.prompting.labels has {src!r}; choices: {list(SHOT_LABELS)}")
+    words = tuple(cfg.task.get("label_words") or DEFAULT_WORDS)
+    try:
+        label_token_ids(models.load_tokenizer(model_config(pr.model)), words)
+    except ValueError as e:
+        raise ConfigError(f"analysis.prompting.model={pr.model!r}: {e}") from None
+
+
 def prompting_stage(
     cfg: Any,
     splits: Any,
@@ -89,14 +118,9 @@ def prompting_stage(
     `max_test` scores a seeded sample of the test split (prompting a 0.5B model on 3,000 long prompts is the
     slowest part of a CPU run); results say how many rows were scored.
     """
-    from w2s.config import model_config
-    from w2s.metrics import binary_metrics
-
     pcfg = cfg.analysis.prompting
     model_cfg = model_config(pcfg.model)
-    template = cfg.task.get("prompt_template")
-    if not template:
-        raise ValueError(f"task {cfg.task.name!r} has no prompt_template; prompting needs one")
+    template = cfg.task.prompt_template
     words = tuple(cfg.task.get("label_words") or DEFAULT_WORDS)
     test = splits["test"]
     if pcfg.get("max_test") and int(pcfg.max_test) < len(test):  # seeded: rows may be sorted by label
@@ -113,8 +137,6 @@ def prompting_stage(
     loaded: dict[str, Any] = {}
     for k in pcfg.shots:
         for src in ["gt"] if int(k) == 0 else list(pcfg.labels):
-            if src not in sources:
-                raise ValueError(f"analysis.prompting.labels has {src!r}; choices: {sorted(sources)}")
             pool_ds, pool_labels = sources[src]
             name = "0shot" if int(k) == 0 else f"{k}shot_{src}"
 
