@@ -5,6 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from w2s import dist
 from w2s.config import validate
 from w2s.errors import UserError
 from w2s.module import NonFiniteLoss
@@ -29,7 +30,8 @@ def main(cfg: DictConfig) -> float | None:
     except Terminated as e:  # killed: 128 + SIGTERM, as a shell reports it, never a silent 0
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(143)
-    print(format_table(results), flush=True)
+    if dist.is_zero():
+        print(format_table(results), flush=True)
     return results["pgr"].get("acc")
 
 

@@ -99,11 +99,47 @@ def test_probe_mode_trains_only_an_untied_unembedding(cfg_factory):
     assert net.lm.get_output_embeddings().weight.data_ptr() != emb.data_ptr()
 
 
-def test_generative_tasks_need_decoders_and_scored_analyses_are_refused(cfg_factory):
+def test_generative_tasks_need_decoders(cfg_factory):
     with pytest.raises(ConfigError, match="needs a decoder.*tiny-llama"):
         validate(cfg_factory("task=chess", "supervisor=tiny-bert", "student=tiny-llama"))
-    with pytest.raises(ConfigError, match="noise_control"):
-        validate(cfg_factory("task=chess", *TINY, "analysis.noise_control=true"))
+
+
+CHESS_ANALYSES = [
+    *TINY,
+    "task.limit=600",
+    "split.weak=100",
+    "split.transfer=100",
+    "split.val=40",
+    "split.test=100",
+]
+
+
+def test_chess_runs_every_analysis_the_paper_defines_for_it(cfg_factory):
+    """Appendix C on puzzles by rating, Appendix E with random wrong moves, agreement by move, stopping."""
+    cfg = cfg_factory(
+        "task=chess", *CHESS_ANALYSES, "analysis.easy_to_hard.by=rating", "analysis.noise_control=true"
+    )
+    res = run(cfg)
+    saved = json.loads(Path(cfg.paths.output_dir, "results.json").read_text())
+    assert {"agreement", "stopping", "easy_to_hard", "noise"} <= set(saved)
+    assert {"acc", "legal"} <= set(saved["noise"]) and 0 <= saved["noise_error_rate"] <= 1
+    e2h = saved["easy_to_hard"]
+    assert e2h["by"] == "rating" and e2h["n_train_easy"] == 50 and 0 < e2h["n_test_hard"] <= 100
+    assert {"easy", "weak", "w2s", "ceiling"} <= set(e2h) and "legal" in e2h["easy"]
+    assert set(saved["stopping"]) == {"weak", "w2s", "ceiling", "noise", "easy"}
+    # noise labels: GT except on as many rows as the supervisor got wrong, where a different legal move stands
+    assert res["noise_error_rate"] == pytest.approx(1 - res["agreement"]["w2s"]["supervisor_acc"], abs=0.2)
+
+
+def test_chess_analysis_errors_are_one_line_before_training(cfg_factory):
+    cfg = cfg_factory("task=chess", *CHESS_ANALYSES, "analysis.easy_to_hard.by=confidence")
+    with pytest.raises(
+        ConfigError, match=r"easy_to_hard.by='confidence'; choices for task 'chess': \[.*'rating'"
+    ):
+        run(cfg)
+    assert not Path(cfg.paths.artifact_root, "train").exists()
+    with pytest.raises(ConfigError, match="prompting needs a classify task"):
+        run(cfg_factory("task=chess", *CHESS_ANALYSES, "analysis.prompting.enabled=true"))
 
 
 def test_chess_defaults_are_decoders_and_chess_splits(cfg_factory):

@@ -150,7 +150,9 @@ def test_damaged_artifact_is_detected_and_recomputed(cfg_factory, caplog, damage
     caplog.clear()
     second = run(cfg)
     assert "checksum mismatch in ['state.pt']" in caplog.text and "recomputing" in caplog.text
-    assert built(cfg.paths.artifact_root, t) == {"train": 1}  # the supervisor only; labels are keyed by it and still valid
+    assert built(cfg.paths.artifact_root, t) == {
+        "train": 1
+    }  # the supervisor only; labels are keyed by it and still valid
     assert artifacts.verify(weak) is None
     assert {k: second[k] for k in METRICS} == {k: first[k] for k in METRICS}
 

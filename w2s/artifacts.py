@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 
 from filelock import FileLock
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from w2s import dist
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,35 @@ def _remove_stale_temps(folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _problem(folder: Path, requires: tuple[str, ...]) -> str | None:
+    """Why `folder` cannot be reused (None: complete, untampered, holding every required file)."""
+    if not folder.exists():
+        return "absent"
+    return verify(folder) or next((f"built without {n}" for n in requires if not (folder / n).exists()), None)
+
+
+def _publish(tmp: Path, folder: Path, kind: str, key: Any, meta: dict[str, Any], seconds: float) -> None:
+    """Write the manifest into a finished temp dir and rename it into place (the caller holds the lock)."""
+    manifest = {
+        "kind": kind,
+        "key": key,
+        "meta": meta,
+        "seconds": round(seconds, 3),
+        "built_at": time.time(),
+        "versions": versions(),
+        "files": _checksums(tmp),
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    log.info("built %s artifact %s in %.1fs", kind, folder, seconds)
+
+
+#: True while rank 0 builds a stage alone: stages it builds inside that one are its own business (no barrier).
+_SOLO = threading.local()
+
+
 def cached(
     root: str | Path,
     kind: str,
@@ -132,48 +164,76 @@ def cached(
     build: Callable[[Path], dict[str, Any] | None],
     force: bool = False,
     requires: tuple[str, ...] = (),
+    collective: bool = False,
 ) -> Path:
     """Return the artifact folder for `key`, building it with `build(tmp_dir)` unless a verified copy exists.
 
     `build` writes its files into the given temporary folder and may return extra metadata for the manifest.
     `requires` names files this caller needs: a verified copy stored without them (a stage built in another
     role, e.g. a student whose weights were not kept, now a chain step) is rebuilt with them.
+
+    With several processes (`w2s.dist`), rank 0 alone checks, builds and writes; the others meet it at a
+    barrier and read. A `collective` build (training, sharded prediction) runs on every rank, because its
+    collectives need them all; rank 0's output is the one kept. No lock is ever held across a collective.
     """
     key = to_plain(key)
     folder = Path(root) / kind / key_hash(key)
+    if dist.size() == 1 or getattr(_SOLO, "on", False):
+        return _cached_here(folder, kind, key, build, force, requires)
+    if not collective:
+        if dist.is_zero():
+            _SOLO.on = True
+            try:
+                _cached_here(folder, kind, key, build, force, requires)
+            finally:
+                _SOLO.on = False
+        dist.barrier()
+        return folder
+    reuse = dist.broadcast(not force and _problem(folder, requires) is None if dist.is_zero() else None)
+    if reuse:
+        log.info("reusing %s artifact %s", kind, folder)
+        return folder
+    if dist.is_zero():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent if dist.is_zero() else None, prefix=f".tmp-{folder.name}-"))
+    try:
+        t0 = time.time()
+        meta = build(tmp) or {}
+        if dist.is_zero():
+            with FileLock(str(folder) + ".lock"):
+                _publish(tmp, folder, kind, key, meta, time.time() - t0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    dist.barrier()
+    return folder
+
+
+def _cached_here(
+    folder: Path, kind: str, key: Any, build: Callable, force: bool, requires: tuple[str, ...]
+) -> Path:
+    """One process's check-or-build: a complete copy is read without any lock (a read-only cache works);
+    otherwise the build runs under a file lock, so two jobs never build the same artifact."""
+    if not force and _problem(folder, requires) is None:
+        log.info("reusing %s artifact %s", kind, folder)
+        return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     # an fcntl lock: the kernel releases it when its process dies, so a killed run never blocks the next one
     with FileLock(str(folder) + ".lock"):
         _remove_stale_temps(folder)
-        if folder.exists() and not force:
-            problem = verify(folder) or next(
-                (f"built without {name}" for name in requires if not (folder / name).exists()), None
-            )
-            if problem is None:
-                log.info("reusing %s artifact %s", kind, folder)
-                return folder
+        problem = _problem(folder, requires)
+        if problem is None and not force:
+            log.info("reusing %s artifact %s (built meanwhile)", kind, folder)
+            return folder
+        if problem != "absent":
             log.warning("%s artifact %s is invalid (%s): recomputing", kind, folder, problem)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
         try:
             t0 = time.time()
             meta = build(tmp) or {}
-            manifest = {
-                "kind": kind,
-                "key": key,
-                "meta": meta,
-                "seconds": round(time.time() - t0, 3),
-                "built_at": time.time(),
-                "versions": versions(),
-                "files": _checksums(tmp),
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
+            _publish(tmp, folder, kind, key, meta, time.time() - t0)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        log.info("built %s artifact %s in %.1fs", kind, folder, manifest["seconds"])
         return folder
 
 

@@ -171,3 +171,12 @@ def same_move(position: str, a: str, b: str) -> bool:
     board = board_from_text(position)
     ma, mb = parse_move(board, a), parse_move(board, b)
     return ma == mb if (ma is not None or mb is not None) else a.strip() == b.strip()
+
+
+def random_wrong_move(position: str, target: str, pool: Sequence[str], rng: Any) -> str:
+    """A random legal move other than `target` (SAN), for the random-noise control on chess; the target itself
+    when it is the only legal move. `pool` (other rows' answers) is not needed: legality decides."""
+    board = board_from_text(position)
+    want = parse_move(board, target)
+    moves = sorted(board.san(m) for m in board.legal_moves if m != want)
+    return rng.choice(moves) if moves else target

@@ -17,6 +17,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from w2s import dist
+
 
 def soft_targets(prob1: Sequence[float]) -> torch.Tensor:
     """[N] P(class 1) -> [N, 2] distributions (the loss signature's target)."""
@@ -94,10 +96,18 @@ class BucketSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0, window: int = 50
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        window: int = 50,
+        rank: int = 0,
+        world: int = 1,
     ):
         self.lengths = np.asarray(lengths)
         self.batch_size, self.shuffle, self.seed, self.window = batch_size, shuffle, seed, window
+        self.rank, self.world = rank, world
         self.epoch = 0
 
     def batches(self) -> list[list[int]]:
@@ -119,10 +129,19 @@ class BucketSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         batches = self.batches()
         self.epoch += 1
-        return iter(batches)
+        return iter(self._mine(batches))
+
+    def _mine(self, batches: list[list[int]]) -> list[list[int]]:
+        """This rank's share of the epoch's batches: every world-th, cycling so every rank steps equally often
+        (DDP synchronises each step)."""
+        if self.world == 1:
+            return batches
+        per_rank = -(-len(batches) // self.world)
+        return [batches[(self.rank + k * self.world) % len(batches)] for k in range(per_rank)]
 
     def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        n = (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        return -(-n // self.world)
 
 
 def pad(seqs: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,8 +210,13 @@ class AnswerCollate:
         return batch
 
 
-def loader(ds: Examples, batch_size: int, collate: Collate, shuffle: bool, seed: int = 0) -> DataLoader:
-    sampler = BucketSampler(ds.lengths(), batch_size, shuffle=shuffle, seed=seed)
+def loader(ds: Examples, batch_size: int, collate: Any, shuffle: bool, seed: int = 0) -> DataLoader:
+    """Length-bucketed batches. Training batches (`shuffle`) are shared out over the ranks of a multi-process
+    run, `batch_size` staying the global batch; evaluation batches are whole on every rank."""
+    world = dist.size() if shuffle else 1
+    sampler = BucketSampler(
+        ds.lengths(), max(1, batch_size // world), shuffle=shuffle, seed=seed, rank=dist.rank(), world=world
+    )
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=0)
 
 

@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from w2s import models
+from w2s import dist, models
 from w2s.artifacts import cached
 from w2s.data import LabelSource, WeakLabelDataModule, write_labels
 from w2s.module import KeepBest, W2SModule, trainable_state
@@ -58,10 +58,45 @@ def make_module(
     )
 
 
+def block_classes(net: torch.nn.Module) -> set[type]:
+    """The transformer block classes of a network (what Hugging Face models name in `_no_split_modules`):
+    FSDP wraps each in its own shard unit, and activation checkpointing recomputes them."""
+    names = {n for m in net.modules() for n in (getattr(m, "_no_split_modules", None) or [])}
+    return {type(m) for m in net.modules() if type(m).__name__ in names}
+
+
+def strategy_for(cfg: Any, model_cfg: Any, net: torch.nn.Module) -> Any:
+    """`trainer.strategy` as given, except DDP, which tolerates parameters a head leaves unused, and FSDP, which gets its auto-wrap policy (one unit per transformer
+    block), activation checkpointing when the model config sets `gradient_checkpointing`, and full state
+    dicts (gathered on rank 0) for the stage's weights."""
+    name = str(cfg.trainer.get("strategy", "auto"))
+    if name == "ddp":  # encoders carry parts a mean-pooled head never uses (BERT's pooler): DDP must know
+        from pytorch_lightning.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=True, timeout=dist.BARRIER_TIMEOUT)
+    if "fsdp" not in name:
+        return name
+    from pytorch_lightning.strategies import FSDPStrategy
+
+    blocks = block_classes(net)
+    return FSDPStrategy(
+        auto_wrap_policy=blocks or None,
+        activation_checkpointing_policy=blocks if model_cfg.get("gradient_checkpointing") else None,
+        state_dict_type="full",
+        timeout=dist.BARRIER_TIMEOUT,
+    )
+
+
 def make_trainer(
-    cfg: Any, trainer_kwargs: dict[str, Any], out: Path, callbacks: list[Any] = ()
+    cfg: Any, trainer_kwargs: dict[str, Any], out: Path, callbacks: list[Any] = (), strategy: Any = None
 ) -> pl.Trainer:
-    """A Trainer for one stage: no logger or checkpoint files (stages keep what they need themselves)."""
+    """A Trainer for one stage: no logger or checkpoint files (stages keep what they need themselves).
+
+    Batches are shared out over the ranks by `w2s.data.loader` (length buckets a distributed sampler would
+    break), so Lightning's own distributed sampler stays off.
+    """
+    if strategy is not None:
+        trainer_kwargs = {**trainer_kwargs, "strategy": strategy}
     return pl.Trainer(
         **trainer_kwargs,
         callbacks=list(callbacks),
@@ -70,6 +105,7 @@ def make_trainer(
         enable_progress_bar=bool(cfg.progress_bar),
         enable_model_summary=False,
         default_root_dir=str(out),
+        use_distributed_sampler=False,
     )
 
 
@@ -94,12 +130,28 @@ def fit_selected(
         trainer_kwargs["max_epochs"] = int(model_cfg.epochs)
     bs = int(model_cfg.batch_size)
     trainer_kwargs.update(eval_schedule(trainer_kwargs, n_train, bs, cfg.analysis.get("eval_points")))
-    trainer = make_trainer(cfg, trainer_kwargs, out, callbacks=[keep])
+    strategy = strategy_for(cfg, model_cfg, module.model)
+    trainer = make_trainer(cfg, trainer_kwargs, out, callbacks=[keep], strategy=strategy)
     module.model.train()  # from_pretrained returns eval mode and Lightning keeps it: finetune with dropout on
     trainer.fit(module, **fit_args)
-    if select != "final":
+    if keep.gathered:  # FSDP: rank 0 holds the gathered weights; every rank reads them for a plain copy
+        keep.state = _share_state(keep.state if select != "final" else keep.final_state, out)
+    elif select != "final":
         keep.restore(module.model)
     return keep, trainer
+
+
+def _share_state(state: dict[str, torch.Tensor] | None, out: Path) -> dict[str, torch.Tensor]:
+    """Rank 0's gathered weights on every rank, through a file in its (shared) stage folder."""
+    path = dist.broadcast(str(out / "selected.pt") if dist.is_zero() else None)
+    if dist.is_zero():
+        torch.save(state, path)
+    dist.barrier()
+    loaded = torch.load(path, weights_only=True)
+    dist.barrier()
+    if dist.is_zero():
+        Path(path).unlink()
+    return loaded
 
 
 def train_key(cfg: Any, kind: Any, model_cfg: Any, split: str, labels_from: Any, loss: Any) -> dict:
@@ -164,12 +216,21 @@ def train_stage(
         keep, trainer = fit_selected(
             cfg, model_cfg, module, kind.select, len(dm.train_rows), out, kind.tie_break, datamodule=dm
         )
+        if keep.gathered:  # the sharded network cannot predict alone: a plain copy with the kept weights
+            net = kind.network(model_cfg)
+            keep.restore(net)
         test = kind.data.splits["test"]
-        write_labels(str(out / "preds"), {"test": (test["idx"], kind.predict(model_cfg, net, test))})
-        return write_stage(out, module, keep, trainer, select, save_weights)
+        write_labels(str(out / "preds"), {"test": (test["idx"], predict_rows(kind, model_cfg, net, test))})
+        return write_stage(out, net, module, keep, trainer, select, save_weights)
 
     needs = ("state.pt",) if save_weights else ()
-    return cached(cfg.paths.artifact_root, "train", key, build, force=bool(cfg.force), requires=needs)
+    root = cfg.paths.artifact_root
+    return cached(root, "train", key, build, force=bool(cfg.force), requires=needs, collective=True)
+
+
+def predict_rows(kind: Any, model_cfg: Any, net: torch.nn.Module, rows: Any) -> list[Any]:
+    """The kind's predictions for every row, sharded over the ranks and gathered in row order."""
+    return dist.gather_rows(len(rows), lambda mine: kind.predict(model_cfg, net, rows.select(mine)))
 
 
 def label_stage(cfg: Any, kind: Any, model_cfg: Any, trained: Path, names: list[str]) -> Path:
@@ -182,15 +243,23 @@ def label_stage(cfg: Any, kind: Any, model_cfg: Any, trained: Path, names: list[
     def build(out: Path) -> dict[str, Any]:
         net = kind.load_trained(model_cfg, trained)
         splits = kind.data.splits
-        write_labels(str(out / "labels"), {n: (splits[n]["idx"], kind.predict(model_cfg, net, splits[n])) for n in names})
+        parts = {n: (splits[n]["idx"], predict_rows(kind, model_cfg, net, splits[n])) for n in names}
+        write_labels(str(out / "labels"), parts)
         return {"model": model_cfg.name, "stage": trained.name, "splits": names, "kind": cfg.task.type}
 
     key = {"trained": trained.name, "splits": names, **kind.key()}
-    return cached(cfg.paths.artifact_root, "labels", key, build, force=bool(cfg.force)) / "labels"
+    root = cfg.paths.artifact_root
+    return cached(root, "labels", key, build, force=bool(cfg.force), collective=True) / "labels"
 
 
 def write_stage(
-    out: Path, module: W2SModule, keep: KeepBest, trainer: pl.Trainer, select: str, save: bool
+    out: Path,
+    net: torch.nn.Module,
+    module: W2SModule,
+    keep: KeepBest,
+    trainer: pl.Trainer,
+    select: str,
+    save: bool,
 ) -> dict[str, Any]:
     """A train stage's files beside its predictions: curve.json, meta.json (the kept step) and, when `save`,
     state.pt."""
@@ -203,6 +272,6 @@ def write_stage(
         "saved_weights": save,
     }
     (out / "meta.json").write_text(json.dumps(meta))
-    if save:
-        torch.save(trainable_state(module.model), out / "state.pt")
+    if save and dist.is_zero():
+        torch.save(trainable_state(net), out / "state.pt")
     return meta

@@ -31,7 +31,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from w2s import artifacts, models
+from w2s import artifacts, dist, models
 from w2s.config import decoders
 from w2s.data import AnswerCollate, Examples, loader, pad
 from w2s.features import render
@@ -292,8 +292,9 @@ def gen_finetune_stage(
             val_dataloaders=val,
         )
         lm = net.lm.merge_and_unload() if hasattr(net.lm, "merge_and_unload") else net.lm
-        lm.save_pretrained(out / "hf")
-        tok.save_pretrained(out / "hf")
+        if dist.is_zero():
+            lm.save_pretrained(out / "hf")
+            tok.save_pretrained(out / "hf")
         (out / "curve.json").write_text(json.dumps(module.curve))
         return {
             "texts": len(train_rows),
@@ -302,7 +303,8 @@ def gen_finetune_stage(
             "val_lm_tok_acc_after": module.curve[-1]["val_lm/tok_acc"] if module.curve else None,
         }
 
-    path = artifacts.cached(cfg.paths.artifact_root, "gen_finetune", key, build, force=bool(cfg.force))
+    root = cfg.paths.artifact_root
+    path = artifacts.cached(root, "gen_finetune", key, build, force=bool(cfg.force), collective=True)
     meta = artifacts.manifest(path)["meta"]
     log.info("generatively finetuned %s: %s", model_cfg.name, meta)
     tuned = OmegaConf.merge(model_cfg, {"name": f"{model_cfg.name}+gft"})

@@ -106,7 +106,8 @@ class KeepBest(pl.Callback):
     """Keeps, in memory, the trainable weights at the best value of `monitor` (no checkpoint files).
 
     `tie_break` orders equal values (e.g. exact match stuck at 0 early in generative training, broken by token
-    accuracy); without it, ties keep the earliest point.
+    accuracy); without it, ties keep the earliest point. Under a sharding strategy (FSDP) the weights are
+    gathered whole on rank 0 (`gathered` is then true) and `final_state` keeps the last ones too.
     """
 
     def __init__(self, monitor: str, mode: str = "max", tie_break: str | None = None):
@@ -115,6 +116,15 @@ class KeepBest(pl.Callback):
         self.best_key: tuple[float, ...] | None = None
         self.best_step: int | None = None
         self.state: dict[str, torch.Tensor] | None = None
+        self.final_state: dict[str, torch.Tensor] | None = None
+        self.gathered = False
+
+    def _capture(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, torch.Tensor]:
+        if type(trainer.strategy).__name__ == "FSDPStrategy":  # a collective: every rank calls it
+            self.gathered = True
+            full = trainer.strategy.lightning_module_state_dict()
+            return {k.removeprefix("model."): v.cpu() for k, v in full.items() if k.startswith("model.")}
+        return {k: v.detach().cpu().clone() for k, v in trainable_state(module.model).items()}
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
@@ -124,7 +134,11 @@ class KeepBest(pl.Callback):
         if self.best_key is None or key > self.best_key:
             self.best, self.best_key = float(metrics[self.monitor]), key
             self.best_step = trainer.global_step
-            self.state = {k: v.detach().cpu().clone() for k, v in trainable_state(module.model).items()}
+            self.state = self._capture(trainer, module)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.gathered:
+            self.final_state = self._capture(trainer, module)
 
     def restore(self, model: nn.Module) -> None:
         if self.state is not None:

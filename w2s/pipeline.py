@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 from datasets import DatasetDict, load_from_disk
 from omegaconf import DictConfig
 
-from w2s import artifacts, hooks
+from w2s import artifacts, dist, hooks
 from w2s.config import chain_models, validate
 from w2s.data import LabelSource
 from w2s.fit import label_stage, train_key, train_stage
@@ -123,6 +123,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.time()
     validate(cfg)
     check_layout(cfg)
+    dist.launch(cfg)  # several processes: started (or joined) here, before any stage
     kind_cls = kind_class(cfg.task.type)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = task_stage(cfg)

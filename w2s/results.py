@@ -10,7 +10,7 @@ from typing import Any
 from datasets import DatasetDict
 from omegaconf import DictConfig, OmegaConf
 
-from w2s import artifacts, models
+from w2s import artifacts, dist, models
 from w2s.tracking import log_results
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,9 @@ def write_results(
         models={r: models.provenance(m) for r, m in zip(roles, ladder, strict=True)},
         seconds=round(time.time() - t0, 1),
     )
-    out = Path(cfg.paths.output_dir)
-    artifacts.atomic_write_text(out / "results.json", artifacts.to_json(results))
-    log.info("results written to %s", out / "results.json")
-    log_results(cfg, results)
+    if dist.is_zero():  # one results.json and one logged run, however many processes trained
+        out = Path(cfg.paths.output_dir)
+        artifacts.atomic_write_text(out / "results.json", artifacts.to_json(results))
+        log.info("results written to %s", out / "results.json")
+        log_results(cfg, results)
     return results

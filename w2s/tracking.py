@@ -19,6 +19,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from w2s import dist
+
 log = logging.getLogger(__name__)
 
 #: The loggers of the session in progress (None outside `session`): `log_results` writes to these.
@@ -111,7 +113,7 @@ def _end(loggers: list[Any], status: str, exit_code: int) -> None:
 def session(cfg: DictConfig) -> Iterator[list[Any]]:
     """Loggers for one run; a run that raises (or exits non-zero) is finalised as failed, never left open."""
     global _ACTIVE
-    loggers = _start(cfg)
+    loggers = _start(cfg) if dist.env_rank() == 0 else []  # other ranks of a multi-process run log nothing
     _ACTIVE = loggers
     try:
         with _sigterm_raises():
