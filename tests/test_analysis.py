@@ -13,6 +13,7 @@ from conftest import built
 from w2s import analysis
 from w2s.config import ConfigError, validate
 from w2s.fit import eval_schedule
+from w2s.kinds import Scored
 from w2s.pipeline import run
 from w2s.prompting import build_prompts, label_token_ids
 
@@ -23,12 +24,18 @@ def test_agreement_by_supervisor_correctness():
     gt = np.array([1, 1, 0, 0, 1, 0])
     sup = np.array([0.9, 0.2, 0.1, 0.8, 0.7, 0.3])  # right, wrong, right, wrong, right, right
     stu = np.array([0.8, 0.9, 0.4, 0.6, 0.1, 0.2])  # agrees: yes, no, yes, yes, no, yes
-    a = analysis.agreement(stu, sup, gt)
+    kind = Scored.__new__(Scored)  # the scored kind's comparisons on hand-made arrays
+    kind._gt = lambda split: gt
+
+    def agreement(student, supervisor):
+        return analysis.agreement_of(kind.same(student, supervisor, "test"), kind.right(supervisor, "test"))
+
+    a = agreement(stu, sup)
     assert a["all"] == pytest.approx(4 / 6)
     assert a["supervisor_right"] == pytest.approx(3 / 4)  # rows 0, 2, 4, 5: agree on 0, 2, 5
     assert a["supervisor_wrong"] == pytest.approx(1 / 2)  # rows 1, 3: agree on 3 (imitated the error)
     assert a["supervisor_acc"] == pytest.approx(4 / 6) and a["n_wrong"] == 2
-    perfect = analysis.agreement(stu, gt.astype(float), gt)
+    perfect = agreement(stu, gt.astype(float))
     assert perfect["supervisor_wrong"] is None
 
 

@@ -34,8 +34,9 @@ LAUNCHERS = sorted(p.stem for p in LAUNCHER_DIR.glob("*.yaml"))
 SWEEP_TIMEOUT_S = 120
 
 GPU_TRAINER = {"accelerator": "gpu", "devices": 2, "num_nodes": 1, "strategy": "ddp"}
-# What the lead's CPU default trainer is expected to look like (devices may be "auto").
-CPU_TRAINER = {"accelerator": "auto", "devices": "auto", "num_nodes": 1, "strategy": "auto"}
+# What conf/trainer/default.yaml looks like; AUTO_TRAINER's "auto" devices cannot size a SLURM job.
+CPU_TRAINER = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
+AUTO_TRAINER = {"accelerator": "auto", "devices": "auto", "num_nodes": 1, "strategy": "auto"}
 
 
 # ---------------------------------------------------------------- config tests (no cluster needed)
@@ -252,6 +253,29 @@ def test_a_killed_job_is_reported_not_waited_on_forever(cluster, tmp_path: Path)
 
 def test_gpu_preset_does_not_resolve_with_auto_devices(tmp_path: Path) -> None:
     """Documented: hydra/launcher=slurm needs an integer trainer.devices (a GPU preset), not "auto"."""
-    cfg = _compose(_write_app(tmp_path, trainer=CPU_TRAINER), ["hydra/launcher=slurm"])
+    cfg = _compose(_write_app(tmp_path, trainer=AUTO_TRAINER), ["hydra/launcher=slurm"])
     with pytest.raises(Exception, match=r"'auto'.*could not be converted to Integer"):
         OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+
+
+@pytest.mark.slurm
+def test_ddp_jobs_run_two_tasks_per_node_and_write_one_result_each(cluster, tmp_path: Path) -> None:
+    """The real train.py: each sweep job is 2 SLURM tasks (srun), which Lightning joins as 2 DDP ranks (gloo)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SLURM_"))}
+    env.update(PYTHONPATH=str(REPO), W2S_ARTIFACTS=str(tmp_path / "artifacts"), OMP_NUM_THREADS="1")
+    sweep = tmp_path / "multirun"
+    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=slurm_cpu", "trainer=ddp_cpu", "experiment=tiny",
+           "logger=csv", "seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=15",
+           "hydra.launcher.mem_gb=3"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 2
+    for job in jobs:
+        assert [p.name for p in job.glob("**/results.json")] == ["results.json"]
+        res = json.loads((job / "results.json").read_text())
+        assert res["config"]["trainer"]["devices"] == 2 and set(res["w2s"]) == {"acc", "auroc"}
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_0_log.out"))
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in logs or "MEMBER: 2/2" in logs, logs[
+        -2000:
+    ]

@@ -11,17 +11,9 @@ from typing import Any
 import numpy as np
 
 
-def agreement(student: np.ndarray, supervisor: np.ndarray, gt: np.ndarray) -> dict[str, float | None]:
-    """How often the student's hard prediction equals the supervisor's (Figure 8), overall and split by
-    whether the supervisor is right; `None` where that subset is empty (e.g. a perfect supervisor)."""
-    s = np.asarray(student) > 0.5
-    w = np.asarray(supervisor) > 0.5
-    y = np.asarray(gt) > 0.5
-    return agreement_of(s == w, w == y)
-
-
 def agreement_of(same: np.ndarray, right: np.ndarray) -> dict[str, float | None]:
-    """Agreement from per-row booleans (student equals supervisor; supervisor is right): any task kind."""
+    """How often the student's answer equals the supervisor's (Figure 8), overall and split by whether the
+    supervisor is right, from per-row booleans (any task kind); `None` where a subset is empty."""
     same, right = np.asarray(same, dtype=bool), np.asarray(right, dtype=bool)
 
     def frac(mask: np.ndarray) -> float | None:

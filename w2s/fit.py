@@ -131,6 +131,11 @@ def fit_selected(
     bs = int(model_cfg.batch_size)
     trainer_kwargs.update(eval_schedule(trainer_kwargs, n_train, bs, cfg.analysis.get("eval_points")))
     strategy = strategy_for(cfg, model_cfg, module.model)
+    if model_cfg.get("gradient_checkpointing") and isinstance(strategy, str):  # FSDP checkpoints per block itself
+        for m in module.model.modules():
+            if hasattr(m, "gradient_checkpointing_enable") and hasattr(m, "config"):
+                m.gradient_checkpointing_enable()
+                break
     trainer = make_trainer(cfg, trainer_kwargs, out, callbacks=[keep], strategy=strategy)
     module.model.train()  # from_pretrained returns eval mode and Lightning keeps it: finetune with dropout on
     trainer.fit(module, **fit_args)

@@ -36,7 +36,7 @@ from w2s.generative import (
     features_at_answers,
     generate_answers,
 )
-from w2s.metrics import binary_metrics
+from w2s.metrics import binary_metrics, exact_match, same_text
 from w2s.module import W2SModule, predict
 
 
@@ -202,8 +202,9 @@ class Generative:
     def __init__(self, cfg: Any, data: TaskData):
         self.cfg, self.data = cfg, data
         self.max_answer = int(cfg.task.get("max_answer_tokens", 8))
-        self.metric_fn = instantiate(cfg.task.metrics)
-        self.same_fn = instantiate(cfg.task.same_answer)
+        # a task without a domain parser compares answers as strings
+        self.metric_fn = instantiate(cfg.task.metrics) if cfg.task.get("metrics") else exact_match
+        self.same_fn = instantiate(cfg.task.same_answer) if cfg.task.get("same_answer") else same_text
         wrong = cfg.task.get("wrong_answer")
         self.wrong_fn = instantiate(wrong) if wrong else other_answer
         self._enc: dict[str, Encoded] = {}

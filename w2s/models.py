@@ -447,16 +447,6 @@ def lora_wrap(backbone: nn.Module, model_cfg: Any) -> nn.Module:
     return get_peft_model(backbone, config)
 
 
-def describe(path: str) -> dict[str, Any]:
-    """What was loaded: the folder's config model type, for results."""
-    cfg = Path(path) / "config.json"
-    return (
-        {"path": path, "model_type": json.loads(cfg.read_text()).get("model_type")}
-        if cfg.exists()
-        else {"path": path}
-    )
-
-
 def provenance(model_cfg: Any) -> dict[str, Any]:
     """What results record about a model's weights: hub id and revision (the cached commit when the config
     pins none), or the pinned sha256 of an offline file."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -166,7 +165,3 @@ def predict(model: nn.Module, batches: Any) -> tuple[np.ndarray, np.ndarray]:
     i, p = torch.cat(idx).numpy(), torch.cat(prob).numpy()
     order = np.argsort(i)
     return i[order], p[order]
-
-
-def copy_model(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model)

@@ -35,6 +35,7 @@ def write_results(
         loss=cfg.loss.get("name", cfg.loss["_target_"].rsplit(".", 1)[-1]),
         method=cfg.method.name,
         seed=int(cfg.seed),
+        processes=dist.size(),
         early_stop=cfg.early_stop.mode,
         ceiling_on=ceiling_on,
         splits={name: len(splits[name]) for name in splits if name != "all"},
