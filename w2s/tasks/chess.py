@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
@@ -244,14 +245,16 @@ SHOW_SKIPPED = 5  # skipped rows named in the warning; the count covers all of t
 
 
 @dataclass(frozen=True)
-class Puzzle:
-    """One usable puzzle read from a file: the position the solver moves in and its first move (SAN)."""
+class Entry:
+    """One row or game of a puzzle file: what the filters read, and the puzzle itself, built only when kept
+    (building the board is most of the cost of a row, and most rows of a full export are filtered out)."""
 
     id: str
-    board: chess.Board
-    target: str
     rating: float | None
     themes: frozenset[str]
+    puzzle: Callable[
+        [], tuple[chess.Board, str] | str
+    ]  # (position the solver moves in, target SAN) or why not
 
 
 def theme_key(name: str) -> str:
@@ -276,23 +279,24 @@ class ZstdStream(io.RawIOBase):
     def __init__(self, path: Path) -> None:
         self.raw = path.open("rb")
         self.dec = zstandard.ZstdDecompressor().decompressobj()
-        self.left = b""
+        self.left = memoryview(b"")  # decompressed bytes not yet handed out (a view: slicing copies nothing)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf: Any) -> int:
         while not self.left:
-            chunk = self.raw.read(1 << 20)
+            chunk = self.raw.read(1 << 16)
             if not chunk:
                 if not self.dec.eof:
                     raise zstandard.ZstdError("the file ends inside a zstd frame (truncated?)")
                 return 0
-            self.left = self.dec.decompress(chunk)
+            out = self.dec.decompress(chunk)
             while self.dec.eof and self.dec.unused_data:  # the next frame starts in this chunk
                 rest = self.dec.unused_data
                 self.dec = zstandard.ZstdDecompressor().decompressobj()
-                self.left += self.dec.decompress(rest)
+                out += self.dec.decompress(rest)
+            self.left = memoryview(out)
         n = min(len(buf), len(self.left))
         buf[:n] = self.left[:n]
         self.left = self.left[n:]
@@ -336,8 +340,8 @@ def check_content(path: Path, kind: str) -> None:
         )
 
 
-def lichess_puzzle(pid: str, fen: str, moves: str, rating: str, themes: str) -> Puzzle | str:
-    """A Lichess CSV row as a Puzzle (set-up move played, target = Moves[1] in SAN), or why it is unusable."""
+def lichess_puzzle(fen: str, moves: str) -> tuple[chess.Board, str] | str:
+    """A Lichess row's puzzle: the set-up move Moves[0] played on FEN, target Moves[1] in SAN; or why not."""
     try:
         board = chess.Board(fen)
     except ValueError:
@@ -348,22 +352,17 @@ def lichess_puzzle(pid: str, fen: str, moves: str, rating: str, themes: str) -> 
     if len(ucis) < 2:
         return f"Moves {moves!r} lacks a set-up move and a solution move"
     try:
-        value = float(rating)
-    except ValueError:
-        return f"bad Rating {rating!r}"
-    try:
         board.push(board.parse_uci(ucis[0]))
     except ValueError:
         return f"illegal move {ucis[0]}"
     try:
-        target = board.san(board.parse_uci(ucis[1]))
+        return board, board.san(board.parse_uci(ucis[1]))
     except ValueError:
         return f"illegal move {ucis[1]}"
-    return Puzzle(pid, board, target, value, frozenset(theme_key(t) for t in themes.split()))
 
 
-def csv_puzzles(stream: TextIO, name: str) -> Iterator[tuple[str, Puzzle | str]]:
-    """(`line N`, puzzle or reason) per row of a Lichess puzzle export; the header is checked first."""
+def csv_puzzles(stream: TextIO, name: str) -> Iterator[tuple[str, Entry | str]]:
+    """(`line N`, entry or why not) per row of a Lichess puzzle export; the header is checked first."""
     reader = csv.reader(stream)
     header = next(reader, [])
     if not set(LICHESS_NEEDED) <= set(header):
@@ -381,7 +380,13 @@ def csv_puzzles(stream: TextIO, name: str) -> Iterator[tuple[str, Puzzle | str]]
             yield where, f"{len(fields)} fields, expected {len(header)}"
             continue
         pid, fen, moves, rating, themes = (fields[i] for i in col)
-        yield where, lichess_puzzle(f"{stem}-{pid}", fen, moves, rating, themes)
+        try:
+            value = float(rating)
+        except ValueError:
+            yield where, f"bad Rating {rating!r}"
+            continue
+        tags = frozenset(theme_key(t) for t in themes.split())
+        yield where, Entry(f"{stem}-{pid}", value, tags, partial(lichess_puzzle, fen, moves))
 
 
 class QuietGameBuilder(chess.pgn.GameBuilder):
@@ -391,8 +396,8 @@ class QuietGameBuilder(chess.pgn.GameBuilder):
         self.game.errors.append(error)
 
 
-def pgn_puzzle(game: chess.pgn.Game, pid: str) -> Puzzle | str:
-    """A PGN game as a Puzzle (position = its FEN header, target = first mainline move), or why not."""
+def pgn_puzzle(game: chess.pgn.Game) -> tuple[chess.Board, str] | str:
+    """A PGN game's puzzle: the position of its FEN header, target its first mainline move; or why not."""
     if "FEN" not in game.headers:
         return "no [FEN] header"
     if game.errors:
@@ -401,27 +406,27 @@ def pgn_puzzle(game: chess.pgn.Game, pid: str) -> Puzzle | str:
     if not board.is_valid():
         return f"invalid position {game.headers['FEN']!r}"
     first = game.next()
-    if first is None:
-        return "no solution move"
-    text = next((game.headers[h] for h in PGN_RATING_HEADERS if h in game.headers), None)
-    try:
-        rating = None if text is None else float(text)
-    except ValueError:
-        return f"bad rating header {text!r}"
-    term = game.headers.get("Termination")
-    return Puzzle(pid, board, board.san(first.move), rating, frozenset([theme_key(term)] if term else []))
+    return "no solution move" if first is None else (board, board.san(first.move))
 
 
-def pgn_puzzles(stream: TextIO, name: str) -> Iterator[tuple[str, Puzzle | str]]:
-    """(`game N`, puzzle or reason) per game, read one game at a time."""
+def pgn_puzzles(stream: TextIO, name: str) -> Iterator[tuple[str, Entry | str]]:
+    """(`game N`, entry or why not) per game, read one game at a time; themes from the Termination header."""
     stem = Path(name).stem.split(".")[0]
     n = 0
     while (game := chess.pgn.read_game(stream, Visitor=QuietGameBuilder)) is not None:
         n += 1
-        yield f"game {n}", pgn_puzzle(game, f"{stem}-{n}")
+        text = next((game.headers[h] for h in PGN_RATING_HEADERS if h in game.headers), None)
+        try:
+            rating = None if text is None else float(text)
+        except ValueError:
+            yield f"game {n}", f"bad rating header {text!r}"
+            continue
+        term = game.headers.get("Termination")
+        tags = frozenset([theme_key(term)] if term else [])
+        yield f"game {n}", Entry(f"{stem}-{n}", rating, tags, partial(pgn_puzzle, game))
 
 
-READERS: dict[str, Callable[[TextIO, str], Iterator[tuple[str, Puzzle | str]]]] = {
+READERS: dict[str, Callable[[TextIO, str], Iterator[tuple[str, Entry | str]]]] = {
     "csv": csv_puzzles,
     "pgn": pgn_puzzles,
 }
@@ -457,7 +462,7 @@ def load_puzzle_file(
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     read = filtered = 0
-    seen: list[float] = []  # ratings of rows that parsed, for the error when a filter leaves nothing
+    seen = [math.inf, -math.inf]  # the ratings read, for the error when the filters leave nothing
     with open_text(p) as stream:
         try:
             for where, item in READERS[kind](stream, p.name):
@@ -466,7 +471,7 @@ def load_puzzle_file(
                     skipped.append(f"{where} ({item})")
                     continue
                 if item.rating is not None:
-                    seen.append(item.rating)
+                    seen = [min(seen[0], item.rating), max(seen[1], item.rating)]
                 if want and not want & item.themes:
                     filtered += 1
                     continue
@@ -479,7 +484,11 @@ def load_puzzle_file(
                     if not lo <= item.rating <= hi:
                         filtered += 1
                         continue
-                rows.append(puzzle_row(item, input_format))
+                made = item.puzzle()
+                if isinstance(made, str):
+                    skipped.append(f"{where} ({made})")
+                    continue
+                rows.append(puzzle_row(item, *made, input_format))
                 if limit is not None and len(rows) >= limit:
                     break
         except (zstandard.ZstdError, csv.Error) as e:
@@ -496,20 +505,20 @@ def load_puzzle_file(
         raise TaskError(f"puzzle file {p.name!r} has no puzzles")
     if len(skipped) == read:
         raise TaskError(f"no usable puzzle in {p.name!r}: all {read} {unit} skipped: {named}")
-    span = f"{min(seen):g}-{max(seen):g}" if seen else "none"
+    span = f"{seen[0]:g}-{seen[1]:g}" if seen[0] <= seen[1] else "none"
     raise TaskError(
         f"no puzzle in {p.name!r} passes the filters (themes={sorted(want)}, rating [{lo}, {hi}]): "
         f"{read} {unit} read, {filtered} filtered out, {len(skipped)} skipped; ratings seen {span}"
     )
 
 
-def puzzle_row(item: Puzzle, input_format: str) -> dict[str, Any]:
+def puzzle_row(item: Entry, board: chess.Board, target: str, input_format: str) -> dict[str, Any]:
     """A file puzzle in the generate schema (+ `rating`): the prompt renders the position after any set-up move."""
     return {
         "id": item.id,
-        "prompt": board_prompt(item.board, input_format),
-        "target": item.target,
+        "prompt": board_prompt(board, input_format),
+        "target": target,
         "difficulty": item.rating,
-        "fen": item.board.fen(),
+        "fen": board.fen(),
         "rating": item.rating,
     }
