@@ -143,6 +143,26 @@ def test_pgn_theme_filter_reads_the_termination_header(tmp_path, records):
     assert ds["rating"] == [float(r["rating"]) for r in want]
 
 
+def test_pgn_zst_is_read_like_pgn(tmp_path, records):
+    text = "\n\n".join(pgn_game(r) for r in mates(records, 30)) + "\n"
+    (tmp_path / "m.pgn").write_text(text)
+    (tmp_path / "m.pgn.zst").write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
+    plain, packed = (
+        tchess.load_puzzle_file(str(tmp_path / n), input_format="fen") for n in ("m.pgn", "m.pgn.zst")
+    )
+    assert packed.to_list() == plain.to_list() and len(plain) == 30
+
+
+def test_hub_rows_carry_rating_when_the_hub_data_has_one(tmp_path):
+    rows = (FIXTURES / "lichess_puzzles.jsonl").read_text().splitlines()
+    rated = tmp_path / "rated.jsonl"
+    rated.write_text("\n".join(r[:-1] + f', "rating": {1000 + i}}}' for i, r in enumerate(rows)) + "\n")
+    ds = tchess.load_lichess_hub(path="json", data_files=str(rated))
+    assert ds["rating"] == ds["difficulty"] == [1000.0, 1001.0, 1002.0]  # the fourth row does not replay
+    plain = tchess.load_lichess_hub(path="json", data_files=str(FIXTURES / "lichess_puzzles.jsonl"))
+    assert "rating" not in plain.column_names
+
+
 def test_rating_filter_on_pgn_without_ratings_is_refused(tmp_path, records):
     path = tmp_path / "plain.pgn"
     path.write_text("\n\n".join(pgn_game(r, rating=False) for r in records[:3]) + "\n")
