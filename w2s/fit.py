@@ -23,6 +23,7 @@ from w2s.artifacts import cached
 from w2s.data import Collate, Examples, W2SDataModule, loader
 from w2s.features import features, tokenize
 from w2s.module import KeepBest, W2SModule, predict, trainable_state
+from w2s.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def make_trainer(
     """A Trainer for one stage: no logger or checkpoint files (stages keep what they need themselves)."""
     return pl.Trainer(
         **trainer_kwargs,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, StageProgress()],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=bool(cfg.progress_bar),
