@@ -72,3 +72,12 @@ def test_tiny_run_prints_no_warning_logs_stages_and_writes_0644(tmp_path):
     assert out.count("[w2s.progress][INFO] - train: trained ") == 3  # supervisor, student, ceiling
     for name in ("results.json", ".hydra/config.yaml"):
         assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o644, name
+
+
+def test_help_offers_no_template_as_a_choice():
+    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT, check=True).stdout  # fmt: skip
+    groups = out.split("== Config groups (group=option) ==")[1].split("== Config ==")[0]
+    assert "logger: csv, none, wandb" in groups
+    assert "example" not in groups  # the per-machine template is copied, never chosen
+    assert (ROOT / "conf" / "local" / "default.yaml.example").is_file()
