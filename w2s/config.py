@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from w2s import tracking  # noqa: F401  (registers ${w2s_wandb_offline:}, which conf/logger/wandb.yaml uses)
 from w2s.errors import ConfigError
+from w2s.splits import SPLIT_ORDER, is_fraction
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -88,10 +89,7 @@ def validate(cfg: DictConfig) -> None:
     missing = _missing(OmegaConf.to_container(cfg, resolve=False))
     if missing:
         raise ConfigError(f"{missing[0]} has no value (???); set it on the command line: {missing[0]}=VALUE")
-    for name in ("weak", "transfer", "val", "test"):
-        _positive(cfg, f"split.{name}")
-    if cfg.split.ceiling_on not in ("transfer", "weak"):
-        raise ConfigError(f"split.ceiling_on={cfg.split.ceiling_on!r}; choices: ['transfer', 'weak']")
+    validate_splits(cfg)
     modes = ("weak", "oracle", "final")
     if cfg.early_stop.mode not in modes:
         raise ConfigError(f"early_stop.mode={cfg.early_stop.mode!r}; choices: {list(modes)}")
@@ -158,6 +156,29 @@ def validate(cfg: DictConfig) -> None:
     path = cfg.task.get("path")
     if path is not None and not Path(path).exists():
         raise ConfigError(f"task.path={path!r} does not exist")
+
+
+def validate_splits(cfg: DictConfig) -> None:
+    """Each split size is a count (integer >= 1) or a fraction of the task's rows in (0, 1) (`w2s.splits`);
+    fractions, with one more transfer fraction per bootstrap step, must leave the splits disjoint (sum <= 1)."""
+    total = 0.0
+    steps = 0 if cfg.method.get("reuse_transfer", False) else len(cfg.method.get("chain") or [])
+    for name in SPLIT_ORDER:
+        value = cfg.split[name]
+        count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if not (count or is_fraction(value)):
+            raise ConfigError(
+                f"split.{name}={value!r} must be a count (an integer >= 1) or a fraction in (0, 1)"
+            )
+        if is_fraction(value):
+            total += value * (1 + steps if name == "transfer" else 1)
+    if total > 1 + 1e-9:
+        extra = f" (transfer counted {1 + steps} times: {steps} bootstrap steps)" if steps else ""
+        raise ConfigError(
+            f"split fractions sum to {total:.3g} > 1{extra}; lower split.transfer or the others"
+        )
+    if cfg.split.ceiling_on not in ("transfer", "weak"):
+        raise ConfigError(f"split.ceiling_on={cfg.split.ceiling_on!r}; choices: ['transfer', 'weak']")
 
 
 def _validate_analysis(cfg: DictConfig) -> None:
