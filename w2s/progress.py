@@ -62,7 +62,8 @@ class StageProgress(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.t0 = self.last = time.time()
-        if sys.stderr.isatty() and trainer.is_global_zero:
+        own_bar = trainer.progress_bar_callback is not None  # progress_bar=true: Lightning's, not a second
+        if sys.stderr.isatty() and trainer.is_global_zero and not own_bar:
             from tqdm import tqdm
 
             total = int(trainer.estimated_stepping_batches)
