@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from w2s.report import collect, main, write_report
+from w2s.report import collect, main, plot_curves, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SIZES = {"sup-s": 1e7, "sup-m": 5e7, "stu-m": 1e8, "stu-l": 1e9}
@@ -100,6 +101,31 @@ def test_failed_jobs_are_listed_with_their_error(sweep, tmp_path, capsys):
 def test_bad_sweep_folder_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_curves_of_one_evaluation_point_are_drawn(tmp_path):
+    import matplotlib.image as mpimg
+
+    curves = [{"task": "t", "supervisor": "s", "student": "u", "loss": "xent", "seed": 0,
+               "curve": [{"step": 5, "test_gt/acc": 0.7, "test_weak/acc": 0.8}]}]  # fmt: skip
+    img = mpimg.imread(plot_curves(curves, tmp_path))[..., :3]
+    blue = np.abs(img - np.array([31, 119, 180]) / 255).sum(-1) < 0.15  # tab10's first colour: xent
+    assert blue.sum() > 20  # a lone point is a marker; a line without markers draws nothing
+
+
+def test_mean_pgr_over_seeds_with_a_null_one_shows_its_n(tmp_path):
+    root = tmp_path / "sweep"
+    for seed, ceil in ((0, 0.8), (1, 0.605)):  # seed 1: ceiling - weak < pgr_eps, PGR null
+        _job(root, seed, "sciq", "sup-s", "stu-m", "xent", seed, 0.6, 0.7, ceil)
+        path = root / str(seed) / "results.json"
+        res = json.loads(path.read_text())
+        res["pgr"]["acc"] = None if seed else res["pgr"]["acc"]
+        path.write_text(json.dumps(res))
+    rep = write_report(root, tmp_path / "out")
+    row = rep["summary"].iloc[0]
+    assert row["n"] == 2 and row["pgr_acc_n"] == 1 and row["pgr_acc_mean"] == pytest.approx(0.5)
+    line = next(ln for ln in (tmp_path / "out" / "report.md").read_text().splitlines() if "| sciq |" in ln)
+    assert "0.500 (n=1; 1 null)" in line
 
 
 def _inspect(run_dir: Path) -> dict:

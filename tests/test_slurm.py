@@ -122,7 +122,7 @@ def test_gpu_preset_follows_trainer_and_local_overrides(tmp_path: Path) -> None:
     assert any("WANDB_MODE=offline" in line for line in launcher["setup"])
 
     (app / "conf" / "local").mkdir()
-    shutil.copy(REPO / "conf" / "local" / "example.yaml", app / "conf" / "local" / "default.yaml")
+    shutil.copy(REPO / "conf" / "local" / "default.yaml.example", app / "conf" / "local" / "default.yaml")
     cfg = _compose(app, ["hydra/launcher=slurm"])
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert (launcher["partition"], launcher["account"]) == ("gpu", "my-project")

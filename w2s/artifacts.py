@@ -110,11 +110,20 @@ def verify(folder: Path) -> str | None:
     return None
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """`mode` less the process umask: what `open()` would give a new file (mkstemp's own files are 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a truncated one."""
+    """Write a file so that readers see the old or the new content, never a truncated one; its mode follows
+    the umask (0644 under 022), so the group on a shared cluster can read results and reports."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), umask_mode())
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -196,6 +205,7 @@ def cached(
     if dist.is_zero():
         folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent if dist.is_zero() else None, prefix=f".tmp-{folder.name}-"))
+    os.chmod(tmp, umask_mode(0o777))  # a shared artifact root stays readable as the umask says
     try:
         t0 = time.time()
         meta = build(tmp) or {}
@@ -227,6 +237,7 @@ def _cached_here(
         if problem != "absent":
             log.warning("%s artifact %s is invalid (%s): recomputing", kind, folder, problem)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
+        os.chmod(tmp, umask_mode(0o777))
         try:
             t0 = time.time()
             meta = build(tmp) or {}

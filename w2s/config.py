@@ -12,6 +12,7 @@ from w2s import tracking  # noqa: F401  (registers ${w2s_wandb_offline:}, which 
 from w2s.errors import ConfigError
 from w2s.losses import PRIORS
 from w2s.module import SCHEDULES
+from w2s.splits import SPLIT_ORDER, is_fraction
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -91,9 +92,13 @@ def _validate_chain(cfg: DictConfig) -> None:
     if present != list(CHAIN_GROUPS[: len(present)]):
         raise ConfigError(f"chain groups {present} have a gap: set {CHAIN_GROUPS[: len(present)]} in order")
     if present and cfg.method.name != "bootstrap":
-        raise ConfigError(f"{present[0]}={cfg[present[0]].name!r} needs method=bootstrap (method={cfg.method.name!r})")
+        raise ConfigError(
+            f"{present[0]}={cfg[present[0]].name!r} needs method=bootstrap (method={cfg.method.name!r})"
+        )
     if cfg.method.name == "bootstrap" and not present:
-        raise ConfigError("method=bootstrap needs a chain model: chain1=NAME; choices: " + str(choices("model")))
+        raise ConfigError(
+            "method=bootstrap needs a chain model: chain1=NAME; choices: " + str(choices("model"))
+        )
     steps = [("supervisor", cfg.supervisor), *[(g, cfg[g]) for g in present], ("student", cfg.student)]
     for (ra, a), (rb, b) in zip(steps, steps[1:], strict=False):
         if a.params > b.params and not cfg.allow_smaller_student:
@@ -103,7 +108,9 @@ def _validate_chain(cfg: DictConfig) -> None:
             )
     for g in present:
         if cfg.task.type == "generate" and cfg[g].get("arch") != "decoder":
-            raise ConfigError(f"{g}={cfg[g].name!r} is not a decoder; task {cfg.task.name!r} needs {decoders()}")
+            raise ConfigError(
+                f"{g}={cfg[g].name!r} is not a decoder; task {cfg.task.name!r} needs {decoders()}"
+            )
 
 
 def model_config(name: str) -> DictConfig:
@@ -125,10 +132,7 @@ def validate(cfg: DictConfig) -> None:
     missing = _missing(OmegaConf.to_container(cfg, resolve=False))
     if missing:
         raise ConfigError(f"{missing[0]} has no value (???); set it on the command line: {missing[0]}=VALUE")
-    for name in ("weak", "transfer", "val", "test"):
-        _positive(cfg, f"split.{name}")
-    if cfg.split.ceiling_on not in ("transfer", "weak"):
-        raise ConfigError(f"split.ceiling_on={cfg.split.ceiling_on!r}; choices: ['transfer', 'weak']")
+    validate_splits(cfg)
     modes = ("weak", "oracle", "final")
     if cfg.early_stop.mode not in modes:
         raise ConfigError(f"early_stop.mode={cfg.early_stop.mode!r}; choices: {list(modes)}")
@@ -184,6 +188,29 @@ def validate(cfg: DictConfig) -> None:
     path = cfg.task.get("path")
     if path is not None and not Path(path).exists():
         raise ConfigError(f"task.path={path!r} does not exist")
+
+
+def validate_splits(cfg: DictConfig) -> None:
+    """Each split size is a count (integer >= 1) or a fraction of the task's rows in (0, 1) (`w2s.splits`);
+    fractions, with one more transfer fraction per bootstrap step, must leave the splits disjoint (sum <= 1)."""
+    total = 0.0
+    steps = 0 if cfg.method.get("reuse_transfer", False) else len(chain_models(cfg))
+    for name in SPLIT_ORDER:
+        value = cfg.split[name]
+        count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if not (count or is_fraction(value)):
+            raise ConfigError(
+                f"split.{name}={value!r} must be a count (an integer >= 1) or a fraction in (0, 1)"
+            )
+        if is_fraction(value):
+            total += value * (1 + steps if name == "transfer" else 1)
+    if total > 1 + 1e-9:
+        extra = f" (transfer counted {1 + steps} times: {steps} bootstrap steps)" if steps else ""
+        raise ConfigError(
+            f"split fractions sum to {total:.3g} > 1{extra}; lower split.transfer or the others"
+        )
+    if cfg.split.ceiling_on not in ("transfer", "weak"):
+        raise ConfigError(f"split.ceiling_on={cfg.split.ceiling_on!r}; choices: ['transfer', 'weak']")
 
 
 def _validate_analysis(cfg: DictConfig) -> None:

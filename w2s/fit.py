@@ -21,6 +21,8 @@ from w2s import dist, models
 from w2s.artifacts import cached
 from w2s.data import LabelSource, WeakLabelDataModule, write_labels
 from w2s.module import KeepBest, W2SModule, trainable_state
+from w2s.progress import StageProgress
+from w2s.tracking import StageCurves
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,12 @@ def strategy_for(cfg: Any, model_cfg: Any, net: torch.nn.Module) -> Any:
 
 
 def make_trainer(
-    cfg: Any, trainer_kwargs: dict[str, Any], out: Path, callbacks: list[Any] = (), strategy: Any = None
+    cfg: Any,
+    trainer_kwargs: dict[str, Any],
+    out: Path,
+    callbacks: list[Any] = (),
+    strategy: Any = None,
+    stage: str = "train",
 ) -> pl.Trainer:
     """A Trainer for one stage: no logger or checkpoint files (stages keep what they need themselves).
 
@@ -99,7 +106,7 @@ def make_trainer(
         trainer_kwargs = {**trainer_kwargs, "strategy": strategy}
     return pl.Trainer(
         **trainer_kwargs,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, StageProgress(stage), StageCurves(stage)],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=bool(cfg.progress_bar),
@@ -117,6 +124,7 @@ def fit_selected(
     n_train: int,
     out: Path,
     tie_break: str | None = None,
+    stage: str = "train",
     **fit_args: Any,
 ) -> tuple[KeepBest, pl.Trainer]:
     """Fit with the run's trainer settings and restore the weights selected by `early_stop.mode`:
@@ -131,12 +139,14 @@ def fit_selected(
     bs = int(model_cfg.batch_size)
     trainer_kwargs.update(eval_schedule(trainer_kwargs, n_train, bs, cfg.analysis.get("eval_points")))
     strategy = strategy_for(cfg, model_cfg, module.model)
-    if model_cfg.get("gradient_checkpointing") and isinstance(strategy, str):  # FSDP checkpoints per block itself
+    if model_cfg.get("gradient_checkpointing") and isinstance(
+        strategy, str
+    ):  # FSDP checkpoints per block itself
         for m in module.model.modules():
             if hasattr(m, "gradient_checkpointing_enable") and hasattr(m, "config"):
                 m.gradient_checkpointing_enable()
                 break
-    trainer = make_trainer(cfg, trainer_kwargs, out, callbacks=[keep], strategy=strategy)
+    trainer = make_trainer(cfg, trainer_kwargs, out, callbacks=[keep], strategy=strategy, stage=stage)
     module.model.train()  # from_pretrained returns eval mode and Lightning keeps it: finetune with dropout on
     trainer.fit(module, **fit_args)
     if keep.gathered:  # FSDP: rank 0 holds the gathered weights; every rank reads them for a plain copy
@@ -193,6 +203,7 @@ def train_stage(
     loss_cfg: Any,
     key: dict[str, Any],
     save_weights: bool,
+    stage: str = "train",
 ) -> Path:
     """Train on `train` (a split joined to its labels by the DataModule), select by `vals[0]`, predict test.
 
@@ -219,7 +230,7 @@ def train_stage(
         dm.setup("fit")
         module = make_module(kind.module_cls, cfg, model_cfg, net, loss_cfg, [name for name, _ in vals])
         keep, trainer = fit_selected(
-            cfg, model_cfg, module, kind.select, len(dm.train_rows), out, kind.tie_break, datamodule=dm
+            cfg, model_cfg, module, kind.select, len(dm.train_rows), out, kind.tie_break, stage, datamodule=dm
         )
         if keep.gathered:  # the sharded network cannot predict alone: a plain copy with the kept weights
             net = kind.network(model_cfg)

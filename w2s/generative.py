@@ -281,7 +281,7 @@ def gen_finetune_stage(
         )
         trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
         trainer_kwargs.update(max_epochs=int(gft.epochs), max_steps=-1)
-        trainer = make_trainer(cfg, trainer_kwargs, out)
+        trainer = make_trainer(cfg, trainer_kwargs, out, stage="gen_finetune")
         val = loader(rows(val_texts), int(cfg.eval_batch_size), collate, shuffle=False)
         before = trainer.validate(module, dataloaders=val, verbose=False)[0]
         module.curve.clear()

@@ -53,7 +53,9 @@ def _no_check(cfg: DictConfig, data: TaskData) -> None:
     return None
 
 
-def hook(name: str, on: Callable[[DictConfig], bool], check: Callable[[DictConfig, TaskData], None] = _no_check):
+def hook(
+    name: str, on: Callable[[DictConfig], bool], check: Callable[[DictConfig, TaskData], None] = _no_check
+):
     """Register an analysis; hooks run in registration order (later ones see earlier ones' stages)."""
 
     def deco(fn: Callable[[Context], dict[str, Any]]) -> Callable[[Context], dict[str, Any]]:
@@ -111,7 +113,9 @@ def _difficulty_columns(data: TaskData) -> list[str]:
     rows = data.splits["all"]
     skip = {"idx", "hash", "label"}
     return sorted(
-        c for c, f in rows.features.items() if c not in skip and getattr(f, "dtype", "").startswith(("int", "float"))
+        c
+        for c, f in rows.features.items()
+        if c not in skip and getattr(f, "dtype", "").startswith(("int", "float"))
     )
 
 
@@ -156,7 +160,9 @@ def easy_to_hard(ctx: Context) -> dict[str, Any]:
         ctx, {**labels_from, "data": kind.data.key, "split": split},
         {split: (rows["idx"], list(rows[kind.gt_column]))},
     )  # fmt: skip
-    ladder.train("easy", ctx.student, split, LabelSource(path, split), labels_from, cfg.gt_loss, ladder.gt("val"))
+    ladder.train(
+        "easy", ctx.student, split, LabelSource(path, split), labels_from, cfg.gt_loss, ladder.gt("val")
+    )
     out: dict[str, Any] = {"by": by, "quantile": q, "n_train_easy": len(rows), "n_test_hard": int(hard.sum())}
     for role in ("easy", "weak", "w2s", "ceiling"):
         out[role] = kind.score(ladder.stages[role].test_preds(), "test", hard)
@@ -174,7 +180,11 @@ def prompting(ctx: Context) -> dict[str, Any]:
     weak = ctx.ladder.stages["weak"]
     weak_transfer = LabelSource(ctx.ladder.label(weak, "transfer"), "transfer").values()
     data = ctx.kind.data
-    return {"prompting": prompting_stage(ctx.cfg, data.splits, np.asarray(weak_transfer), data.key, weak.path.name)}
+    return {
+        "prompting": prompting_stage(
+            ctx.cfg, data.splits, np.asarray(weak_transfer), data.key, weak.path.name
+        )
+    }
 
 
 # ----------------------------------------------------------------------------------------------- agreement

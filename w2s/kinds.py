@@ -139,7 +139,9 @@ class Scored:
 
     def network(self, model_cfg: Any) -> torch.nn.Module:
         inputs = self._view(model_cfg)[0]
-        return build_network(model_cfg, self.type, inputs, reward_head_init(self.cfg.task, model_cfg, self.type))
+        return build_network(
+            model_cfg, self.type, inputs, reward_head_init(self.cfg.task, model_cfg, self.type)
+        )
 
     def load_trained(self, model_cfg: Any, artifact: Path) -> torch.nn.Module:
         return load_state(build_network(model_cfg, self.type, self._view(model_cfg)[0]), artifact)
@@ -156,7 +158,9 @@ class Scored:
     def predict(self, model_cfg: Any, net: torch.nn.Module, rows: Dataset) -> list[float]:
         """P(class 1) for every row of `rows`, in its order."""
         make = self.rows(model_cfg, net)
-        batches = loader(make(rows, [0.0] * len(rows)), int(self.cfg.eval_batch_size), self.collate(model_cfg), False)
+        batches = loader(
+            make(rows, [0.0] * len(rows)), int(self.cfg.eval_batch_size), self.collate(model_cfg), False
+        )
         idx, prob = predict(net, batches)
         at = {int(i): float(p) for i, p in zip(idx, prob, strict=True)}
         return [at[i] for i in rows["idx"]]
@@ -164,7 +168,9 @@ class Scored:
     def _gt(self, split: str) -> np.ndarray:
         return np.asarray(self.data.splits[split]["label"], dtype=np.float32)
 
-    def score(self, preds: list[Any], split: str = "test", mask: np.ndarray | None = None) -> dict[str, float]:
+    def score(
+        self, preds: list[Any], split: str = "test", mask: np.ndarray | None = None
+    ) -> dict[str, float]:
         p, y = np.asarray(preds, dtype=np.float32), self._gt(split)
         if mask is not None:
             p, y = p[mask], y[mask]
@@ -177,7 +183,9 @@ class Scored:
         return (np.asarray(preds) > 0.5) == (self._gt(split) > 0.5)
 
     def noise(self, weak: list[Any], split: str, seed: int) -> list[float]:
-        return analysis.random_noise_labels(np.asarray(weak, dtype=np.float32), self._gt(split), seed).tolist()
+        return analysis.random_noise_labels(
+            np.asarray(weak, dtype=np.float32), self._gt(split), seed
+        ).tolist()
 
     def confidence(self, labels: list[Any]) -> np.ndarray:
         """Difficulty by the supervisor's confidence |p - 0.5| (high = easy)."""
@@ -248,7 +256,9 @@ class Generative:
         rows = self.data.splits[split]
         return list(rows["fen"] if "fen" in rows.column_names else rows["prompt"])
 
-    def score(self, preds: list[Any], split: str = "test", mask: np.ndarray | None = None) -> dict[str, float]:
+    def score(
+        self, preds: list[Any], split: str = "test", mask: np.ndarray | None = None
+    ) -> dict[str, float]:
         pos, gt = self._positions(split), list(self.data.splits[split]["target"])
         keep = range(len(gt)) if mask is None else np.flatnonzero(mask)
         return self.metric_fn([pos[i] for i in keep], [preds[i] for i in keep], [gt[i] for i in keep])

@@ -27,17 +27,21 @@ from w2s.kinds import TaskData, kind_class
 from w2s.launch import check_layout
 from w2s.metrics import pgr_table
 from w2s.results import write_results
-from w2s.splits import make_splits, split_sizes
+from w2s.splits import is_fraction, make_splits, resolve_sizes, split_sizes
 from w2s.tasks import load_task
 
 
 def task_stage(cfg: DictConfig) -> TaskData:
     """Load, balance and split the task once per (task, its files' content, split sizes, seed)."""
     sizes = split_sizes(cfg.split, 0 if cfg.method.get("reuse_transfer", False) else len(chain_models(cfg)))
+    loaded = None
+    if any(is_fraction(v) for v in sizes.values()):  # fractions key by the counts they resolve to
+        loaded = load_task(cfg.task, seed=int(cfg.seed))
+        sizes = resolve_sizes(sizes, len(loaded[0]))
     key = {"task": cfg.task, "sizes": sizes, "seed": int(cfg.seed)}
 
     def build(out: Path) -> dict[str, Any]:
-        ds, info = load_task(cfg.task, seed=int(cfg.seed))
+        ds, info = loaded or load_task(cfg.task, seed=int(cfg.seed))
         splits = make_splits(ds, sizes, int(cfg.seed))
         DatasetDict({"all": ds, **splits}).save_to_disk(str(out / "splits"))
         return {"info": info, "sizes": sizes}
@@ -101,7 +105,7 @@ class Ladder:
             if supervisor is not None:  # agreement with the supervisor's test predictions over training
                 vals.append(("test_weak", LabelSource(str(supervisor.path / "preds"), "test")))
         key = train_key(cfg, self.kind, model_cfg, split, labels_from, loss)
-        path = train_stage(cfg, self.kind, model_cfg, labels, vals, loss, key, save_weights=save)
+        path = train_stage(cfg, self.kind, model_cfg, labels, vals, loss, key, save_weights=save, stage=name)
         self.stages[name] = Stage(name, model_cfg, path, split, supervisor)
         return self.stages[name]
 
@@ -141,12 +145,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     # 1. the weak supervisor on ground truth of split A
     gt_val = ladder.gt("val")
-    weak = ladder.train("weak", cfg.supervisor, "weak", ladder.gt("weak"), "gt", cfg.gt_loss, gt_val, save=True)
+    weak = ladder.train(
+        "weak", cfg.supervisor, "weak", ladder.gt("weak"), "gt", cfg.gt_loss, gt_val, save=True
+    )
     # 2. the chain: each model labels a fresh transfer split for the next; the student learns the last
     prev = weak
     for k, model_cfg in enumerate([*chain, student]):
         last = k == len(chain)
-        prev = ladder.learn_from("w2s" if last else f"chain{k + 1}", model_cfg, prev, transfer[k], save=not last)
+        prev = ladder.learn_from(
+            "w2s" if last else f"chain{k + 1}", model_cfg, prev, transfer[k], save=not last
+        )
     # 3. the strong ceiling on ground truth
     final = transfer[-1]
     ceiling_on = final if cfg.split.ceiling_on == "transfer" else "weak"
@@ -163,4 +171,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for hook in active:
         results.update(hook.run(ctx))
     results.update(gen_finetune=gft, task_info={**data.info, **kind.info()}, selected_by=kind.select)
-    return write_results(cfg, results, data.splits, ladder.stages, ceiling_on, [cfg.supervisor, *chain, student], t0)
+    return write_results(
+        cfg, results, data.splits, ladder.stages, ceiling_on, [cfg.supervisor, *chain, student], t0
+    )

@@ -7,7 +7,9 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import pytorch_lightning as pl
 
 log = logging.getLogger("w2s.progress")
 T = TypeVar("T")
@@ -49,6 +51,55 @@ def done_line(what: str, n: int, unit: str, seconds: float) -> None:
     log.info("%s: %d %s in %.1fs", what, n, unit, seconds)
 
 
+class StageProgress(pl.Callback):
+    """Training progress of one stage, as `track` gives the other stages: a bar on a terminal, else a line
+    every `every_s` seconds (stage, step/total, loss, elapsed); one closing line when the stage ends."""
+
+    def __init__(self, what: str = "train", every_s: float = 30.0):
+        self.what, self.every_s = what, every_s
+        self.bar: Any = None
+        self.t0 = self.last = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.t0 = self.last = time.time()
+        own_bar = trainer.progress_bar_callback is not None  # progress_bar=true: Lightning's, not a second
+        if sys.stderr.isatty() and trainer.is_global_zero and not own_bar:
+            from tqdm import tqdm
+
+            total = int(trainer.estimated_stepping_batches)
+            self.bar = tqdm(total=total, desc=self.what, unit="step", leave=False, dynamic_ncols=True)
+
+    def _loss(self, trainer: pl.Trainer) -> float | None:
+        loss = trainer.callback_metrics.get("train/loss")
+        return None if loss is None else float(loss)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
+        loss = self._loss(trainer)
+        if self.bar is not None:
+            self.bar.update(trainer.global_step - self.bar.n)
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        elif time.time() - self.last >= self.every_s and trainer.is_global_zero:
+            self.last = time.time()
+            total = int(trainer.estimated_stepping_batches)
+            log.info("%s: step %d/%d, loss %s, %.0fs", self.what, trainer.global_step, total,
+                     "n/a" if loss is None else f"{loss:.4f}", self.last - self.t0)  # fmt: skip
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if trainer.is_global_zero:
+            loss = self._loss(trainer)
+            log.info("%s: trained %d steps in %.1fs (last loss %s)", self.what, trainer.global_step,
+                     time.time() - self.t0, "n/a" if loss is None else f"{loss:.4f}")  # fmt: skip
+
+    def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exc: BaseException) -> None:
+        if self.bar is not None:  # a diverged or killed stage leaves no half-drawn bar above the error line
+            self.bar.close()
+            self.bar = None
+
+
 def quiet() -> None:
     """Silence per-file progress bars and tips of the libraries; our own log says what each stage did."""
     import os
@@ -63,4 +114,10 @@ def quiet() -> None:
     transformers.utils.logging.disable_progress_bar()
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    # library noise in every normal run, none of it actionable by a user of this project
+    for message in (
+        ".*does not have many workers.*",
+        r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning's pytree on torch >= 2.10
+        ".*The `srun` command is available on your system but is not used.*",  # submitit, not srun, launches
+    ):
+        warnings.filterwarnings("ignore", message)

@@ -92,6 +92,8 @@ def summarize(df: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     out = g[cols].agg(["mean", "std"])
     out.columns = [f"{c}_{stat}" for c, stat in out.columns]
     out["n"] = g.size()
+    if f"pgr_{metric}" in df:  # PGR is null where ceiling - weak < eps: its mean may pool fewer seeds than n
+        out[f"pgr_{metric}_n"] = g[f"pgr_{metric}"].count()
     out["student_params"] = g["student_params"].first()
     out["supervisor_params"] = g["supervisor_params"].first()
     return out.reset_index()
@@ -127,6 +129,9 @@ def markdown(summary: pd.DataFrame, med: pd.DataFrame, missing: list[dict], metr
             _fmt(r.get(f"{x}_{metric}_mean"), r.get(f"{x}_{metric}_std"))
             for x in ("weak", "w2s", "ceiling", "pgr")
         ]
+        n_pgr = r.get(f"pgr_{metric}_n")
+        if n_pgr is not None and 0 < n_pgr < r["n"]:  # a mean of 1 value must not read as a mean of 2
+            cells[-1] += f" (n={int(n_pgr)}; {int(r['n'] - n_pgr)} null)"
         direct = r.get(f"direct_{metric}_mean")
         has_direct = direct is not None and not np.isnan(direct)
         cells.append(_fmt(direct, r.get(f"direct_{metric}_std")) if has_direct else "-")
@@ -247,10 +252,12 @@ def plot_curves(curves: list[dict[str, Any]], out: Path) -> Path | None:
         for r in runs:
             pts = [p for p in r["curve"] if "test_gt/acc" in p]
             steps = [p["step"] for p in pts]
-            ax.plot(steps, [p["test_gt/acc"] for p in pts], color=colors[r["loss"]], lw=1,
+            # markers: a run evaluated once is one point, which a line alone does not draw
+            ax.plot(steps, [p["test_gt/acc"] for p in pts], color=colors[r["loss"]], lw=1, marker="o", ms=3,
                     label=f"{r['loss']} GT acc" if r["seed"] == min(x["seed"] for x in runs if x["loss"] == r["loss"]) else None)  # fmt: skip
             if all("test_weak/acc" in p for p in pts):
-                ax.plot(steps, [p["test_weak/acc"] for p in pts], color=colors[r["loss"]], lw=0.8, ls="--")
+                ax.plot(steps, [p["test_weak/acc"] for p in pts], color=colors[r["loss"]], lw=0.8, ls="--",
+                        marker="x", ms=3)  # fmt: skip
         ax.set_title(f"{task}: {sup} -> {stu}", fontsize=9)
         ax.set_xlabel("training step")
         ax.set_ylabel("test accuracy (solid) / agreement (dashed)")

@@ -1,8 +1,12 @@
 """Run-level tracking: the final metrics and PGR to every configured Lightning logger (CSV always).
 
 A run is wrapped in `session(cfg)`: loggers start before the first stage (so a crash still leaves a run that is
-marked failed), receive the config and git SHA, get `test/pgr` and the three accuracies in their summary, and are
-finished on every exit path. W&B runs offline unless an API key is configured (`wandb sync` uploads later).
+marked failed), receive the config and git SHA, and are finished on every exit path. Each training stage's
+curve goes to them as it is evaluated (`StageCurves`, `log_curve_point`: `weak/val/acc`, `w2s/test_gt/acc`
+against `weak/step`, `w2s/step`); `log_results` puts `test/pgr` and the role accuracies, every number of
+results.json (`results/...`) and each stage's artifact hash (`artifacts/<stage>`) in the summary, and sends the
+curves of stages reused from the cache. W&B runs offline unless an API key is configured (`wandb sync` uploads
+later); `python -m w2s.dashboard` builds the project's workspace from the tags.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: The loggers of the session in progress (None outside `session`): `log_results` writes to these.
 _ACTIVE: list[Any] | None = None
+#: Stages whose curve this session has sent (live or from the cache), so no point is sent twice.
+_SENT: set[str] = set()
 
 
 class Terminated(Exception):
@@ -115,6 +123,7 @@ def session(cfg: DictConfig) -> Iterator[list[Any]]:
     global _ACTIVE
     loggers = _start(cfg) if dist.env_rank() == 0 else []  # other ranks of a multi-process run log nothing
     _ACTIVE = loggers
+    _SENT.clear()
     try:
         with _sigterm_raises():
             yield loggers
@@ -126,24 +135,93 @@ def session(cfg: DictConfig) -> Iterator[list[Any]]:
         _end(loggers, "success", 0)
     finally:
         _ACTIVE = None
+        _SENT.clear()
+
+
+def _send_point(loggers: list[Any], stage: str, point: dict[str, Any]) -> None:
+    step = int(point.get("step", 0))
+    metrics = {f"{stage}/{k}": float(v) for k, v in point.items() if k != "step" and v is not None}
+    first = stage not in _SENT
+    _SENT.add(stage)
+    for lg in loggers:
+        run = _wandb_run(lg)
+        if run is None:
+            lg.log_metrics(metrics, step=step)
+            continue
+        if first:  # each stage its own x axis: stages restart at step 0 and W&B's own step only grows
+            run.define_metric(f"{stage}/step")
+            run.define_metric(f"{stage}/*", step_metric=f"{stage}/step")
+        run.log({f"{stage}/step": step, **metrics})
+
+
+def log_curve_point(stage: str, point: dict[str, Any]) -> None:
+    """One evaluation point of a stage's curve (`{"step": 40, "val/acc": 0.7, ...}`, as in curve.json) to the
+    session's loggers, named `<stage>/val/acc` against `<stage>/step`; outside a session it goes nowhere."""
+    if _ACTIVE is not None:
+        _send_point(_ACTIVE, stage, point)
+
+
+class StageCurves(pl.Callback):
+    """Sends each new point of the module's `curve` (appended at every evaluation) as the stage trains."""
+
+    def __init__(self, stage: str):
+        self.stage, self.sent = stage, 0
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        curve = getattr(module, "curve", None) or []
+        if trainer.sanity_checking or not trainer.is_global_zero or len(curve) <= self.sent:
+            return
+        for point in curve[self.sent :]:
+            log_curve_point(self.stage, point)
+        self.sent = len(curve)
+
+
+def flat_results(results: dict[str, Any], prefix: str = "results") -> dict[str, Any]:
+    """Every value of results.json but the config (W&B holds it) and the curves (history), keyed by path:
+    `results/agreement/w2s/all`, `results/chain/0/acc`, `results/stopping/w2s/selected`."""
+
+    def walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from walk(v, f"{path}/{k}")
+        elif isinstance(node, list | tuple):
+            for i, v in enumerate(node):
+                yield from walk(v, f"{path}/{i}")
+        elif node is not None and not (isinstance(node, float) and node != node):
+            yield path, node
+
+    skip = ("config", "curves")
+    return dict(kv for k, v in results.items() if k not in skip for kv in walk(v, f"{prefix}/{k}"))
+
+
+def artifact_refs(results: dict[str, Any]) -> dict[str, str]:
+    """`artifacts/<stage>`: `<kind>/<hash>` of each stage's content-addressed artifact (w2s.artifacts)."""
+    return {
+        f"artifacts/{name}": "/".join(Path(p).parts[-2:]) for name, p in (results.get("stages") or {}).items()
+    }
 
 
 def log_results(cfg: DictConfig, results: dict[str, Any]) -> None:
-    """Final metrics to the session's loggers (or, outside a session, to loggers made and closed here)."""
-    metrics = flat_metrics(results)
+    """Final metrics, the full results and artifact hashes to the session's loggers (or, outside a session, to
+    loggers made and closed here); curves of stages that did not train in this session (cached) go too."""
     if _ACTIVE is not None:
-        _send(_ACTIVE, metrics)
+        _send(_ACTIVE, results)
         return
     with session(cfg) as loggers:
-        _send(loggers, metrics)
+        _send(loggers, results)
 
 
-def _send(loggers: list[Any], metrics: dict[str, float]) -> None:
+def _send(loggers: list[Any], results: dict[str, Any]) -> None:
+    for stage, curve in (results.get("curves") or {}).items():
+        if stage not in _SENT:
+            for point in curve:
+                _send_point(loggers, stage, point)
+    metrics = flat_metrics(results)
     for lg in loggers:
         lg.log_metrics(metrics)
         run = _wandb_run(lg)
         if run is not None:
-            run.summary.update(metrics)
+            run.summary.update({**metrics, **flat_results(results), **artifact_refs(results)})
 
 
 def format_table(results: dict[str, Any]) -> str:

