@@ -25,7 +25,12 @@ TINY = ["experiment=tiny", "logger=csv", "analysis.noise_control=true"]
 
 def _train(args: list[str], tmp: Path, name: str) -> tuple[Path, str]:
     """Run train.py to the end; returns its output folder and its output."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "W2S_ARTIFACTS": str(tmp / "artifacts"), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "W2S_ARTIFACTS": str(tmp / "artifacts"),
+        "OMP_NUM_THREADS": "1",
+    }
     out = tmp / name
     proc = subprocess.run(
         [sys.executable, "train.py", *args, f"hydra.run.dir={out}"],

@@ -106,3 +106,21 @@ def test_custom_csv_task_runs_without_code(cfg_factory, tmp_path):
     assert res["task"] == "custom" and res["splits"]["test"] == 60
     with pytest.raises(ConfigError, match="does not exist"):
         run(cfg_factory(*TINY, "task=custom", f"task.path={tmp_path / 'missing.csv'}"))
+
+
+def test_a_stage_cached_without_weights_is_rebuilt_when_a_later_role_needs_them(cfg_factory):
+    """A student's stage (weights not kept) reused as a chain step (weights needed) used to crash on state.pt."""
+    run(cfg_factory(*TINY, "student=tiny-llama"))
+    cfg = cfg_factory(*TINY, "method=bootstrap", "chain1=tiny-llama", "method.reuse_transfer=true")
+    t = time.time()
+    res = run(cfg)
+    assert Path(res["stages"]["chain1"], "state.pt").exists()
+    assert built(cfg.paths.artifact_root, t)["train"] >= 1
+    # the other way round: the ceiling on GT of A (no weights) later needed as a supervisor
+    run(cfg_factory(*TINY, "split.ceiling_on=weak"))
+    res = run(
+        cfg_factory(
+            *TINY, "supervisor=tiny-bert-large", "student=tiny-bert-large", "allow_smaller_student=true"
+        )
+    )
+    assert Path(res["stages"]["weak"], "state.pt").exists()
