@@ -5,11 +5,12 @@
 #   scripts/gpu_check.sh --cpu-smoke   the same parts on CPU with a tiny model (also: W2S_GPU_CHECK_SMOKE=1)
 # Figures: $OUT (default ./gpu_check_out)/gpu_check.json and a printed table; each part has its own timeout.
 set -uo pipefail
-cd "$(dirname "$0")/.."
 SMOKE="${W2S_GPU_CHECK_SMOKE:-0}"
 [ "${1:-}" = "--cpu-smoke" ] && SMOKE=1
 OUT="${OUT:-./gpu_check_out}"
-mkdir -p "$OUT"
+mkdir -p "$OUT" && OUT="$(cd "$OUT" && pwd)"  # relative to where it was called from
+cd "$(dirname "$0")/.."
+exec > >(tee "$OUT/gpu_check.txt") 2>&1  # what is printed also comes back with the figures
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
 export TOKENIZERS_PARALLELISM=false HF_HUB_DISABLE_PROGRESS_BARS=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's w2s, whatever is installed
