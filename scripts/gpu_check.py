@@ -290,6 +290,7 @@ def ladder(out: Path, smoke: bool, work: Path) -> dict[str, Any]:
     if proc.returncode == 0 and results.exists():
         r = json.loads(results.read_text())
         res.update({k: r[k] for k in ("weak", "w2s", "ceiling", "pgr", "splits", "seconds")})
+        res["trainer"] = r["config"]["trainer"]
     else:
         res["stderr_tail"] = proc.stderr[-3000:]
     return res

@@ -44,7 +44,7 @@ def test_cpu_smoke_runs_every_part(tmp_path):
     assert tp["ratio_tokens_per_s"] == pytest.approx(ratio, rel=0.01)
     ld = fig["ladder"]
     assert ld["rc"] == 0 and "trainer=gpu" in ld["command"] and ld["wall_s"] > 0
-    assert ld["splits"]["transfer"] == 32
+    assert ld["splits"]["transfer"] == 32 and ld["trainer"]["precision"] == "bf16-mixed"  # trainer=gpu's
     for role in ("weak", "w2s", "ceiling"):
         assert 0.0 <= ld[role]["acc"] <= 1.0
     assert set(ld["pgr"]) == {"acc", "auroc"}
