@@ -38,7 +38,7 @@ PEAK_BF16 = [
 ]
 #: The real run and the smoke run differ only in these sizes (model dims are Hydra overrides of the config).
 SIZES = {
-    "full": {"batch": 8, "length": 512, "warmup": 10, "steps": 60, "overrides": []},
+    "full": {"batch": 8, "length": 512, "warmup": 10, "steps": 100, "overrides": []},
     "smoke": {
         "batch": 2,
         "length": 32,
@@ -293,6 +293,7 @@ def ladder(out: Path, smoke: bool, work: Path) -> dict[str, Any]:
         res["trainer"] = r["config"]["trainer"]
     else:
         res["stderr_tail"] = proc.stderr[-3000:]
+        print(proc.stderr[-3000:], file=sys.stderr)  # the part's log, which gpu_check.sh shows on failure
     return res
 
 
