@@ -171,12 +171,12 @@ def framework(cfg: Any, data: list[dict[str, Any]], device: Any, warmup: int, ou
         def __init__(self) -> None:
             self.losses: list[float] = []
 
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):  # noqa: ANN001
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
             if batch_idx == warmup:
                 sync(device)
                 self.t0 = time.perf_counter()
 
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):  # noqa: ANN001
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             if batch_idx in (0, len(data) - 1):
                 self.losses.append(float(outputs["loss"]))
             if batch_idx == len(data) - 1:
