@@ -16,6 +16,7 @@ export TOKENIZERS_PARALLELISM=false HF_HUB_DISABLE_PROGRESS_BARS=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's w2s, whatever is installed
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/w2s-gpu-check.XXXXXX")"  # ladder artifacts (GBs of weights) stay out of $OUT
 trap 'rm -rf "$WORK"' EXIT
+PY="${PYTHON:-python}"  # the train.py of the ladder runs under the same interpreter (sys.executable)
 ARGS=(--out "$OUT")
 [ "$SMOKE" = 1 ] && ARGS+=(--smoke)
 # seconds per part: probe 15 + throughput (model build, two timed sides) 240 + ladder 180 + report 15, and at
@@ -27,7 +28,7 @@ part() {  # part NAME SECONDS [ARGS]: one part under its timeout; logs its wall 
   local name=$1 limit=$2 t0=$SECONDS rc
   shift 2
   echo "== $name (timeout ${limit}s)"
-  timeout --kill-after=10 "$limit" python scripts/gpu_check.py "$name" "${ARGS[@]}" "$@" 2>"$OUT/$name.log"
+  timeout --kill-after=10 "$limit" "$PY" scripts/gpu_check.py "$name" "${ARGS[@]}" "$@" 2>"$OUT/$name.log"
   rc=$?
   echo "== $name: exit $rc in $((SECONDS - t0)) s"
   [ $rc -ne 0 ] && tail -n 20 "$OUT/$name.log"
@@ -35,13 +36,13 @@ part() {  # part NAME SECONDS [ARGS]: one part under its timeout; logs its wall 
 }
 
 main() {
-  timeout "$T_PROBE" python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
+  timeout "$T_PROBE" "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
 "gpus", torch.cuda.device_count())'
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   part throughput "$T_THROUGHPUT"
   part ladder "$T_LADDER" --work "$WORK"
   echo "== report"
-  timeout "$T_REPORT" python scripts/gpu_check.py report "${ARGS[@]}" --status "${STATUS[@]}"
+  timeout "$T_REPORT" "$PY" scripts/gpu_check.py report "${ARGS[@]}" --status "${STATUS[@]}"
   for s in "${STATUS[@]}"; do [ "${s#*=}" = 0 ] || return 1; done
 }
 
