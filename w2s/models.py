@@ -481,3 +481,46 @@ def git_sha() -> str | None:
         ).stdout.strip()
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None
+
+
+def random_init(name: str, family: str, **dims: Any) -> Path:
+    """A real architecture (`family`: a transformers model type, e.g. `qwen2`) with random weights and the
+    byte-level tokenizer, saved once per settings: speed and memory checks at true size with no weight files."""
+    import hashlib
+
+    from filelock import FileLock
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dims = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in dims.items()}
+    key = hashlib.sha256(json.dumps([family, dims], sort_keys=True).encode()).hexdigest()[:12]
+    root = cache_root() / f"random-{name}-{key}"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        if (root / "config.json").exists():
+            return root
+        tok = byte_tokenizer()
+        special = {
+            "pad_token_id": tok.pad_token_id,
+            "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id,
+        }
+        try:
+            config = AutoConfig.for_model(family, **special, **dims)
+        except ValueError:
+            raise ModelError(
+                f"random model family {family!r} unknown; choices: a transformers model type, e.g. qwen2"
+            ) from None
+        if config.vocab_size < len(tok):
+            raise ModelError(
+                f"random model {name!r}: vocab_size={config.vocab_size} < the tokenizer's {len(tok)}"
+            )
+        torch.manual_seed(sum(map(ord, name)))
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-random-"))
+        try:
+            AutoModelForCausalLM.from_config(config).save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            shutil.rmtree(root, ignore_errors=True)
+            os.replace(tmp, root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
