@@ -11,7 +11,7 @@ import pytest
 from conftest import built
 
 from w2s import analysis
-from w2s.config import ConfigError, validate
+from w2s.config import ConfigError
 from w2s.fit import eval_schedule
 from w2s.kinds import Scored
 from w2s.pipeline import run
@@ -164,9 +164,13 @@ def test_every_analysis_end_to_end(cfg_factory):
     ],
 )
 def test_bad_analysis_values_name_themselves(cfg_factory, override, message):
-    cfg = cfg_factory(*TINY, "analysis.prompting.enabled=true", override)
+    """Config checks in `validate`, the analyses' own in their hooks' `check`, all before any training."""
+    cfg = cfg_factory(
+        *TINY, "analysis.prompting.enabled=true", "analysis.easy_to_hard.by=confidence", override
+    )
     with pytest.raises(ConfigError, match=message):
-        validate(cfg)
+        run(cfg)
+    assert not Path(cfg.paths.artifact_root, "train").exists()
 
 
 def test_analysis_errors_are_one_line_before_any_training(cfg_factory):

@@ -67,7 +67,7 @@ def test_results_record_resolved_counts(cfg_factory, tmp_path):
         (["split.test=-0.2"], "split.test=-0.2 must be"),
         (["split.transfer=0.7", "split.test=0.4"], "split fractions sum to 1.1 > 1"),
         (
-            [*FRACTION, "method=bootstrap", "method.chain=[tiny-bert]"],
+            [*FRACTION, "method=bootstrap", "chain1=tiny-bert"],
             "sum to 1.25 > 1 .transfer counted 2 times: 1 bootstrap steps",
         ),
     ],

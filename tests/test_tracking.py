@@ -75,7 +75,7 @@ def _leaves(node, path):
 @pytest.mark.skipif(shutil.which("wandb") is None, reason="the wandb CLI comes with the wandb package")
 def test_offline_wandb_run_holds_every_result_number_and_the_curves(tmp_path):
     proc = _train(
-        tmp_path, "method=bootstrap", "method.chain=[tiny-bert]", "split.transfer=60", "analysis.noise_control=true",
+        tmp_path, "method=bootstrap", "chain1=tiny-bert", "split.transfer=60", "analysis.noise_control=true",
         "analysis.easy_to_hard.by=confidence", "early_stop.track_test=true",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
