@@ -75,7 +75,8 @@ def test_ddp_on_cpu_runs_the_ladder_once_and_labels_like_one_process(tmp_path):
     # equal row for row to the one-process labels, no row repeated or dropped
     expected = _labels(one / "artifacts")
     for d in (one / "artifacts" / "labels").iterdir():
-        shutil.rmtree(d)
+        if d.is_dir():
+            shutil.rmtree(d)
     t = time.time()
     _train([*TINY, "trainer=ddp_cpu"], one, "relabel")
     assert set(built(one / "artifacts", t)) == {"labels"}  # nothing else recomputed: training stages reused
