@@ -22,6 +22,7 @@ from w2s import artifacts, dist
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["experiment=tiny", "logger=csv", "analysis.noise_control=true"]
+DDP = ["trainer.strategy=ddp", "trainer.devices=2"]  # experiment=tiny's trainer (fast, CPU) on two processes
 
 
 def _train(args: list[str], tmp: Path, name: str) -> tuple[Path, str]:
@@ -60,7 +61,7 @@ def test_ddp_on_cpu_runs_the_ladder_once_and_labels_like_one_process(tmp_path):
     single = built(one / "artifacts", t)
     two = tmp_path / "two"
     t = time.time()
-    out2, log = _train([*TINY, "trainer=ddp_cpu"], two, "run")
+    out2, log = _train([*TINY, *DDP], two, "run")
     assert "train_ddp_process_1.log" in [p.name for p in out2.iterdir()]  # rank 1 ran, Lightning-launched
     # every artifact was built exactly once across the two ranks: the same stages a single process builds
     assert built(two / "artifacts", t) == single
@@ -78,7 +79,7 @@ def test_ddp_on_cpu_runs_the_ladder_once_and_labels_like_one_process(tmp_path):
         if d.is_dir():
             shutil.rmtree(d)
     t = time.time()
-    _train([*TINY, "trainer=ddp_cpu"], one, "relabel")
+    _train([*TINY, *DDP], one, "relabel")
     assert set(built(one / "artifacts", t)) == {"labels"}  # nothing else recomputed: training stages reused
     again = _labels(one / "artifacts")
     assert set(again) == set(expected)
