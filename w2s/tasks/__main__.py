@@ -1,7 +1,8 @@
 """`python -m w2s.tasks --list [--sizes] [--audit] [--online]`: the task catalogue in conf/task.
 
 --sizes loads each task (hub tasks from the local cache only, unless --online) and prints its size after
-dedup and balancing; a hub task whose data is not here prints "hub". --audit adds the leak audit's flags.
+dedup and balancing; a hub task whose data is not here prints "hub". --audit adds the leak audit's flags
+(labelled kinds; a generate task has no label to leak).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def size_and_audit(cfg: DictConfig, audit: bool) -> tuple[str, str]:
             return "hub", ""
         return f"error: {type(cause).__name__}: {str(cause).splitlines()[0][:100]}", ""
     flags = ""
-    if audit:
+    if audit and cfg.type == "generate":
+        flags = "n/a (no label)"
+    elif audit:
         rep = leak_audit(ds)
         flags = "ok" if rep["ok"] else "LEAK " + ",".join(rep["flagged"])
     return str(info["size"]), flags
