@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,9 @@ def test_unpacks_only_the_task_asked_for(fake_bigbench):
         "three_objects/task.json",
     ]
     assert [p.name for p in (fake_bigbench / "tasks").iterdir()] == ["logical_deduction"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask  # as the umask says, not mkdtemp's 0700
     with pytest.raises(TaskError, match="no JSON task 'nope'"):
         bb.task_dir("nope")
     assert not any(p.name.startswith(".tmp") for p in (fake_bigbench / "tasks").iterdir())

@@ -47,7 +47,8 @@ def _sha256(path: Path) -> str:
 
 
 def task_dir(task: str, cache: Path | None = None) -> Path:
-    """The folder of `task`'s unpacked json files, unpacked from the checked sdist on first use."""
+    """The folder of `task`'s task.json files (subtask folders kept), unpacked from the checked sdist on
+    first use; the sdist's other files (task.py programs, model results) are never unpacked."""
     cache = cache or cache_dir()
     out = cache / "tasks" / task
     if out.is_dir():
@@ -66,7 +67,7 @@ def task_dir(task: str, cache: Path | None = None) -> Path:
         n = 0
         with tarfile.open(sdist) as tar:
             for m in tar:
-                if m.isfile() and m.name.startswith(prefix) and m.name.endswith(".json"):
+                if m.isfile() and m.name.startswith(prefix) and m.name.endswith("/task.json"):
                     dest = tmp / m.name[len(prefix) :]
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     src = tar.extractfile(m)
@@ -75,6 +76,9 @@ def task_dir(task: str, cache: Path | None = None) -> Path:
                     n += 1
         if n == 0:
             raise TaskError(f"BIG-bench has no JSON task {task!r} (a Python task, or a misspelled name)")
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the cache from the rest of the group
         try:
             os.replace(tmp, out)
         except OSError:  # another process unpacked the same task first: keep its copy
