@@ -441,7 +441,7 @@ def plot_task_pgr(cells: pd.DataFrame, agg: pd.DataFrame, out: Path) -> Path:
         for k, loss in enumerate(losses):
             s = part[part["loss"] == loss].set_index("task").reindex(tasks)
             xs = np.arange(len(tasks)) + (k - (len(losses) - 1) / 2) * width
-            bars = ax.bar(xs, s["pgr"].fillna(0), width, yerr=s["pgr_seed_std"].fillna(0), capsize=2,
+            bars = ax.bar(xs, s["pgr"], width, yerr=s["pgr_seed_std"], capsize=2,
                           color=colors[loss], label=loss)  # fmt: skip
             for bar, task in zip(bars, tasks, strict=True):
                 if not inc[task]:
