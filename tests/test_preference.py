@@ -15,7 +15,6 @@ from omegaconf import OmegaConf
 import w2s.tasks.preference as pref
 from w2s.chess import EngineNotFound, board_from_row, find_engine, open_engine, score_cp
 from w2s.tasks import load_task
-from w2s.tasks.chess import bigbench_file
 from w2s.tasks.chess_gen import generate_preferences
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "task"
@@ -41,22 +40,25 @@ def check_pairs(ds) -> None:
     assert abs(len(ds) - 2 * n1) <= 1, f"labels unbalanced: {n1} of {len(ds)}"
 
 
-def test_hhh_alignment_labels_point_at_the_preferred_response():
-    ds, info = load_task(task_cfg("hhh_alignment"))
-    assert info["loaded"] == 221 and len(ds) == 220  # 111/110 before balancing
+def test_hhh_alignment_labels_point_at_the_preferred_response(fake_bigbench):
+    files = {sub: FIXTURES / "bigbench" / "hhh_alignment" / sub / "task.json" for sub in pref.HHH_SUBSETS}
+    examples = [ex for f in files.values() for ex in json.loads(f.read_text())["examples"]]
+    ds, info = load_task(task_cfg("hhh_alignment"))  # from the (fixture) bigbench sdist in the cache
+    assert info["loaded"] == len(examples) and len(ds) == 2 * (len(examples) // 2)
     check_pairs(pref.load_hhh_alignment())
     preferred = {}  # one response can be preferred in one pair and not in another (ranked lists)
-    for sub in pref.HHH_SUBSETS:
-        for ex in json.loads(bigbench_file(f"hhh_alignment/{sub}").read_text())["examples"]:
-            pair = frozenset(r.strip() for r in ex["target_scores"])
-            preferred[pair] = next(r.strip() for r, v in ex["target_scores"].items() if v == 1)
+    for ex in examples:
+        pair = frozenset(r.strip() for r in ex["target_scores"])
+        preferred[pair] = next(r.strip() for r, v in ex["target_scores"].items() if v == 1)
     for row in ds:
         better = row["second"] if row["label"] else row["first"]
         assert preferred[frozenset((row["first"], row["second"]))] == better
         assert row["prompt"].startswith("Human: ") and row["prompt"].endswith("\n\nAssistant:")
+    from_path = pref.load_hhh_alignment(path=str(FIXTURES / "bigbench" / "hhh_alignment"))
+    assert from_path["id"] == pref.load_hhh_alignment()["id"]
 
 
-def test_order_depends_on_seed_not_on_content():
+def test_order_depends_on_seed_not_on_content(fake_bigbench):
     a, b = pref.load_hhh_alignment(seed=0), pref.load_hhh_alignment(seed=1)
     assert a["id"] == b["id"] and a["label"] != b["label"]
     pairs = lambda d: [frozenset(p) for p in zip(d["first"], d["second"], strict=True)]  # noqa: E731

@@ -4,7 +4,10 @@ Reads every `results.json` below the folder (never the sweep's return values, wh
 would not have), lists the jobs that have a Hydra config but no results as failed or missing, and writes a
 Markdown and a CSV table (mean, std and n over seeds; the median across tasks) and PNG plots in the style of the
 paper's Figure 3 (test accuracy vs student size, hue by supervisor, ceiling dashed), Figure 5 (PGR vs student
-size) and Figure 7 (GT test accuracy over training).
+size) and Figure 7 (GT test accuracy over training). Over many tasks it adds the paper's Figure 3 per task
+(weak, w2s per loss, ceiling vs student size), PGR per task for each loss, and the median and mean PGR over
+tasks with their seed spread (`figure3.md`); a task whose gap ceiling - weak is below `--min-gap` is listed
+apart, never averaged in.
 """
 
 from __future__ import annotations
@@ -288,7 +291,206 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def write_report(root: str | Path, out: str | Path | None = None, metric: str = "acc") -> dict[str, Any]:
+# ------------------------------------------------------------------------------------- Figure 3 over tasks
+MIN_GAP = 0.05  # ceiling - weak below this (in the metric) is within a few test-set standard errors: no PGR
+PGR_EPS = 0.01  # a seed whose own gap is below this has no PGR (as pgr_eps in train.yaml)
+
+
+def task_pgr(df: pd.DataFrame, metric: str = "acc", min_gap: float = MIN_GAP) -> pd.DataFrame:
+    """One row per (task, supervisor, student, loss, method): seed means of weak, w2s and ceiling, the gap
+    ceiling - weak, PGR of those means, the spread of the seeds' own PGRs, and whether the gap is large enough
+    (`included`) for PGR to mean anything; a cell below `min_gap` is listed apart, never averaged in."""
+    d = df.copy()
+    weak, w2s, ceil = (d[f"{r}_{metric}"].astype(float) for r in ROLES)
+    gap = ceil - weak
+    d["seed_pgr"] = ((w2s - weak) / gap).where(gap.abs() >= PGR_EPS)
+    g = d.groupby(KEYS, dropna=False)
+    out = g[[f"{r}_{metric}" for r in ROLES]].mean()
+    out.columns = ROLES
+    out["w2s_std"] = g[f"w2s_{metric}"].std()
+    out["gap"] = out["ceiling"] - out["weak"]
+    out["pgr"] = ((out["w2s"] - out["weak"]) / out["gap"]).where(out["gap"].abs() >= PGR_EPS)
+    out["pgr_seed_std"] = g["seed_pgr"].std()
+    out["n"] = g.size()
+    out["student_params"] = g["student_params"].first()
+    out["included"] = out["gap"] >= min_gap
+    return out.reset_index()
+
+
+def pgr_over_tasks(df: pd.DataFrame, cells: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
+    """Median and mean PGR over the included tasks per (supervisor, student, loss, method), with their seed
+    spread (the std over seeds of the median/mean taken within one seed), and the tasks left apart."""
+    d = df.copy()
+    weak, w2s, ceil = (d[f"{r}_{metric}"].astype(float) for r in ROLES)
+    d["seed_pgr"] = ((w2s - weak) / (ceil - weak)).where((ceil - weak).abs() >= PGR_EPS)
+    rows = []
+    for key, part in cells.groupby(["supervisor", "student", "loss", "method"], dropna=False):
+        inc = part[part["included"]]
+        runs = d[(d[["supervisor", "student", "loss", "method"]] == list(key)).all(axis=1)]
+        per_seed = runs[runs["task"].isin(inc["task"])].pivot_table(
+            index="seed", columns="task", values="seed_pgr"
+        )
+        rows.append(
+            {
+                **dict(zip(["supervisor", "student", "loss", "method"], key, strict=True)),
+                "student_params": part["student_params"].iloc[0],
+                "tasks": len(inc),
+                "median": inc["pgr"].median(),
+                "median_seed_std": per_seed.median(axis=1).std(),
+                "mean": inc["pgr"].mean(),
+                "mean_seed_std": per_seed.mean(axis=1).std(),
+                "seeds": len(per_seed),
+                "apart": ", ".join(sorted(part.loc[~part["included"], "task"])),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def figure3_markdown(
+    cells: pd.DataFrame, agg: pd.DataFrame, min_gap: float = MIN_GAP, metric: str = "acc"
+) -> str:
+    """The per-task table (weak, w2s, ceiling, gap, PGR for each loss) and the aggregate over tasks."""
+    losses = sorted(cells["loss"].unique())
+    lines = [
+        f"# Figure 3 over tasks ({metric}; PGR needs ceiling - weak >= {min_gap})",
+        "",
+        "| task | student | weak | ceiling | gap | "
+        + " | ".join(f"w2s {x} | PGR {x}" for x in losses)
+        + " | n |",
+        "|" + "---|" * (5 + 2 * len(losses) + 1),
+    ]
+    for (task, sup, stu, method), part in cells.groupby(["task", "supervisor", "student", "method"]):
+        by = part.set_index("loss")
+        first = part.iloc[0]
+        vals = []
+        for x in losses:
+            if x not in by.index:
+                vals += ["-", "-"]
+                continue
+            r = by.loc[x]
+            pgr = _fmt(r["pgr"], r["pgr_seed_std"]) if r["included"] else f"({_fmt(r['pgr'], None)}, apart)"
+            vals += [_fmt(r["w2s"], r["w2s_std"]), pgr]
+        lines.append(
+            f"| {task} | {sup} -> {stu}{'' if method == 'naive' else f' ({method})'} | {first['weak']:.3f} | {first['ceiling']:.3f} | {first['gap']:+.3f} | "
+            + " | ".join(vals)
+            + f" | {int(part['n'].min())} |"
+        )
+    lines += [
+        "",
+        "## PGR over tasks (seed spread: std over seeds of the within-seed median / mean)",
+        "",
+        "| supervisor | student | loss | method | tasks | median PGR | mean PGR | seeds | left apart (gap too small) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in agg.sort_values(["method", "student_params", "loss"]).iterrows():
+        lines.append(
+            f"| {r['supervisor']} | {r['student']} | {r['loss']} | {r['method']} | {r['tasks']} | "
+            f"{_fmt(r['median'], r['median_seed_std'])} | {_fmt(r['mean'], r['mean_seed_std'])} | "
+            f"{r['seeds']} | {r['apart'] or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_figure3(cells: pd.DataFrame, out: Path, metric: str = "acc") -> Path:
+    """Figure 3: per task, test accuracy vs student size: the supervisor alone (dotted), the student on weak
+    labels for each loss (seed std as error bars), and the strong ceiling (dashed)."""
+    plt = _plt()
+    tasks = sorted(cells["task"].unique())
+    losses = sorted(cells["loss"].unique())
+    colors = dict(zip(losses, plt.cm.tab10.colors, strict=False))
+    ncol = min(4, len(tasks))
+    nrow = -(-len(tasks) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow + 0.4), squeeze=False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        t = cells[cells["task"] == task].sort_values("student_params")
+        ceil = t.groupby("student_params")["ceiling"].mean()
+        ax.plot(ceil.index, ceil.values, "k--", marker="o", label="strong ceiling")
+        sups = sorted(t["supervisor"].unique())
+        for k, sup in enumerate(sups):
+            name = f" ({sup})" if len(sups) > 1 else ""
+            weak = t[t["supervisor"] == sup]["weak"].mean()
+            ax.axhline(weak, color="grey", ls=":", label=f"weak supervisor{name}")
+            for loss in losses:
+                s = t[(t["loss"] == loss) & (t["supervisor"] == sup)]
+                ax.errorbar(s["student_params"], s["w2s"], yerr=s["w2s_std"].fillna(0), color=colors[loss],
+                            ls=["-", "-.", ":"][k % 3], marker="o", capsize=2, label=f"w2s {loss}{name}")  # fmt: skip
+        _size_axis(ax, t["student_params"])
+        apart = (
+            "" if t["included"].all() else " (gap too small)" if not t["included"].any() else " (gap small)"
+        )
+        ax.set_title(task + apart, fontsize=9)
+        ax.set_ylabel(f"test {metric}", fontsize=8)
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = _save(fig, out / "figure3.png")
+    plt.close(fig)
+    return path
+
+
+def plot_task_pgr(cells: pd.DataFrame, agg: pd.DataFrame, out: Path) -> Path:
+    """PGR per task for each loss (bars, seed std), one panel per supervisor -> student; the median over tasks
+    as a line per loss; tasks whose gap is too small are drawn hatched at the right, outside the median."""
+    plt = _plt()
+    pairs = sorted({(r.student_params, r.supervisor, r.student) for r in cells.itertuples()})
+    losses = sorted(cells["loss"].unique())
+    colors = dict(zip(losses, plt.cm.tab10.colors, strict=False))
+    ntask = cells["task"].nunique()
+    fig, axes = plt.subplots(len(pairs), 1, figsize=(max(6.0, 0.8 * ntask + 2), 3.2 * len(pairs)),
+                             squeeze=False)  # fmt: skip
+    width = 0.8 / len(losses)
+    for ax, (_, sup, stu) in zip(axes.flat, pairs, strict=True):
+        part = cells[(cells["student"] == stu) & (cells["supervisor"] == sup)]
+        here = agg[(agg["student"] == stu) & (agg["supervisor"] == sup) & agg["method"].isin(part["method"])]
+        inc = part.groupby("task")["included"].all()
+        tasks = sorted(inc.index, key=lambda t: (not inc[t], t))
+        for k, loss in enumerate(losses):
+            s = part[part["loss"] == loss].set_index("task").reindex(tasks)
+            xs = np.arange(len(tasks)) + (k - (len(losses) - 1) / 2) * width
+            bars = ax.bar(xs, s["pgr"], width, yerr=s["pgr_seed_std"], capsize=2,
+                          color=colors[loss], label=loss)  # fmt: skip
+            for bar, task in zip(bars, tasks, strict=True):
+                if not inc[task]:
+                    bar.set_alpha(0.35)
+                    bar.set_hatch("//")
+            med = here[here["loss"] == loss]["median"]
+            if len(med) and not np.isnan(med.iloc[0]):
+                ax.axhline(med.iloc[0], color=colors[loss], ls="--", lw=1, label=f"median {loss}")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_xticks(np.arange(len(tasks)))
+        ax.set_xticklabels(tasks, rotation=35, ha="right", fontsize=7)
+        ax.set_ylabel("PGR")
+        ax.set_title(f"{sup} -> {stu} (hatched: gap too small, not in the median)", fontsize=9)
+        ax.legend(fontsize=7, ncol=2 * len(losses))
+    fig.tight_layout()
+    path = _save(fig, out / "pgr_by_task.png")
+    plt.close(fig)
+    return path
+
+
+def plot_pgr_vs_gap(cells: pd.DataFrame, out: Path) -> Path:
+    """PGR against the room to recover (ceiling - weak), one point per (task, student, loss)."""
+    plt = _plt()
+    losses = sorted(cells["loss"].unique())
+    colors = dict(zip(losses, plt.cm.tab10.colors, strict=False))
+    markers = dict(zip(sorted(cells["student"].unique()), "osD^v", strict=False))
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for (loss, stu), s in cells.groupby(["loss", "student"]):
+        ax.scatter(s["gap"], s["pgr"], color=colors[loss], marker=markers[stu], s=22, label=f"{loss}, {stu}")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("ceiling - weak (test accuracy)")
+    ax.set_ylabel("PGR")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = _save(fig, out / "pgr_vs_gap.png")
+    plt.close(fig)
+    return path
+
+
+def write_report(
+    root: str | Path, out: str | Path | None = None, metric: str = "acc", min_gap: float = MIN_GAP
+) -> dict[str, Any]:
     """Everything above for one sweep folder; returns the paths written and the missing runs."""
     root = Path(root)
     out = Path(out) if out else root / "report"
@@ -306,7 +508,23 @@ def write_report(root: str | Path, out: str | Path | None = None, metric: str = 
     curve_png = plot_curves(curves, out)
     if curve_png:
         pngs.append(curve_png)
-    return {"out": out, "runs": len(df), "missing": missing, "pngs": pngs, "summary": summary, "medians": med}
+    cells = agg = None
+    fig3: list[Path] = []
+    if all(f"{r}_{metric}" in df for r in ROLES):  # Figure 3 over tasks needs all three stages
+        cells = task_pgr(df, metric, min_gap)
+        agg = pgr_over_tasks(df, cells, metric)
+        atomic_write_text(out / "task_pgr.csv", cells.to_csv(index=False))
+        atomic_write_text(out / "pgr_over_tasks.csv", agg.to_csv(index=False))
+        atomic_write_text(out / "figure3.md", figure3_markdown(cells, agg, min_gap, metric))
+        naive = cells[cells["method"] == "naive"]  # the paper's Figure 3: plain finetuning, a line per loss
+        if len(naive):
+            fig3 = [
+                plot_figure3(naive, out, metric),
+                plot_task_pgr(naive, agg, out),
+                plot_pgr_vs_gap(naive, out),
+            ]
+    return {"out": out, "runs": len(df), "missing": missing, "pngs": pngs, "summary": summary, "medians": med,
+            "task_pgr": cells, "pgr_over_tasks": agg, "figure3_pngs": fig3}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,16 +532,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sweep", help="a sweep folder, e.g. multirun/2026-11-24/10-00-00")
     ap.add_argument("--out", default=None, help="output folder (default: <sweep>/report)")
     ap.add_argument("--metric", default="acc", choices=["acc", "auroc", "legal"])
+    ap.add_argument(
+        "--min-gap", type=float, default=MIN_GAP, help="ceiling - weak below this: no PGR (apart)"
+    )
     args = ap.parse_args(argv)
     if not Path(args.sweep).is_dir():
         print(f"error: sweep folder {args.sweep!r} does not exist", file=sys.stderr)
         return 2
-    rep = write_report(args.sweep, args.out, args.metric)
+    rep = write_report(args.sweep, args.out, args.metric, args.min_gap)
     print((rep["out"] / "report.md").read_text())
     for m in rep["missing"]:
         print(f"MISSING: {m['job']} ({m['overrides']}): {m['reason']}", file=sys.stderr)
     print(f"wrote {rep['out']}: {rep['runs']} runs, {len(rep['missing'])} missing, plots: "
           + ", ".join(p.name for p in rep["pngs"]))  # fmt: skip
+    if rep["figure3_pngs"]:
+        print("Figure 3 over tasks: figure3.md, " + ", ".join(p.name for p in rep["figure3_pngs"]))
     return 0
 
 

