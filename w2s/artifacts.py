@@ -7,6 +7,7 @@ under a file lock, so a killed run leaves nothing half-written and two jobs neve
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -21,6 +22,9 @@ from typing import Any
 
 from filelock import FileLock
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from w2s.errors import StorageError
+from w2s.tracking import check_terminated
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +134,19 @@ def _remove_stale_temps(folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: errno values that mean "this disk cannot take the write": one error line, never a traceback.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _storage_error(e: OSError, folder: Path) -> StorageError:
+    reason = os.strerror(e.errno) if e.errno else str(e)
+    return StorageError(
+        f"cannot write the artifact {folder} ({reason}); the cache is unchanged: free space or point "
+        f"paths.artifact_root (W2S_ARTIFACTS) at a writable disk and rerun"
+    )
+
+
 def cached(
     root: str | Path,
     kind: str,
@@ -140,16 +157,29 @@ def cached(
     """Return the artifact folder for `key`, building it with `build(tmp_dir)` unless a verified copy exists.
 
     `build` writes its files into the given temporary folder and may return extra metadata for the manifest.
+    A complete copy is found and verified without writing anything (no lock), so a read-only cache is usable.
     """
     key = to_plain(key)
     folder = Path(root) / kind / key_hash(key)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    check_terminated()  # a safe point: a SIGTERM swallowed earlier stops the run before the next stage
+    # a folder exists only once complete (atomic rename): reading it needs no lock, and no write permission
+    if not force and folder.exists() and verify(folder) is None:
+        log.info("reusing %s artifact %s", kind, folder)
+        return folder
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder) + ".lock")
+        lock.acquire()
+    except OSError as e:  # a read-only root without a complete copy, or a full disk
+        if e.errno in _NO_SPACE | _READ_ONLY:
+            raise _storage_error(e, folder) from None
+        raise
     # an fcntl lock: the kernel releases it when its process dies, so a killed run never blocks the next one
-    with FileLock(str(folder) + ".lock"):
+    try:
         _remove_stale_temps(folder)
         if folder.exists() and not force:
             problem = verify(folder)
-            if problem is None:
+            if problem is None:  # another job built it while this one waited for the lock
                 log.info("reusing %s artifact %s", kind, folder)
                 return folder
             log.warning("%s artifact %s is invalid (%s): recomputing", kind, folder, problem)
@@ -157,6 +187,7 @@ def cached(
         try:
             t0 = time.time()
             meta = build(tmp) or {}
+            check_terminated()  # a SIGTERM lost inside the build must not rename its output into place
             manifest = {
                 "kind": kind,
                 "key": key,
@@ -169,13 +200,19 @@ def cached(
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(tmp, folder)
+        except OSError as e:
+            if e.errno in _NO_SPACE:  # the temp dir goes below; a complete artifact is never touched
+                raise _storage_error(e, folder) from None
+            raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        BUILDS[kind] += 1
-        BUILT.append((kind, key))
-        log.info("built %s artifact %s in %.1fs", kind, folder, manifest["seconds"])
-        return folder
+    finally:
+        lock.release()
+    BUILDS[kind] += 1
+    BUILT.append((kind, key))
+    log.info("built %s artifact %s in %.1fs", kind, folder, manifest["seconds"])
+    return folder
 
 
 def manifest(folder: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from w2s.config import CONF_DIR, model_config, validate
 from w2s.launch import check_layout
 from w2s.metrics import binary_metrics, pgr_table
 from w2s.splits import make_splits, split_sizes
-from w2s.tasks import load_task
+from w2s.tasks import fingerprint, load_task
 from w2s.tracking import log_results
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def task_stage(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any], dict[str, 
     chain = list(cfg.method.get("chain") or [])
     extra = 0 if cfg.method.get("reuse_transfer", False) else len(chain)
     sizes = split_sizes(cfg.split, extra)
-    key = {"task": cfg.task, "sizes": sizes, "seed": int(cfg.seed)}
+    key = {"task": cfg.task, "sizes": sizes, "seed": int(cfg.seed), **fingerprint(cfg.task)}
 
     def build(out: Path) -> dict[str, Any]:
         ds, info = load_task(cfg.task, seed=int(cfg.seed))

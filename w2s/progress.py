@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from w2s.tracking import check_terminated
+
 log = logging.getLogger("w2s.progress")
 T = TypeVar("T")
 
@@ -29,6 +31,7 @@ def track(
         bar = tqdm(total=total, desc=what, unit=unit, leave=False, dynamic_ncols=True)
     try:
         for item in items:
+            check_terminated()  # a safe point per batch: a SIGTERM a finalizer swallowed stops the loop here
             yield item
             n = len(item) if hasattr(item, "__len__") else 1
             done += n

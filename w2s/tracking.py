@@ -11,11 +11,13 @@ import contextlib
 import logging
 import netrc
 import os
+import secrets
 import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,21 +27,43 @@ log = logging.getLogger(__name__)
 _ACTIVE: list[Any] | None = None
 
 
-class Terminated(Exception):
+class Terminated(BaseException):
     """SIGTERM (scancel, a pre-empting scheduler, `kill`) during a run.
 
     Lightning's own handler only sets a flag and then leaves `fit` through a `SystemExit` without a code: the
     process exited 0 with no results, which launchers read as success. This stops at once instead (stages write
-    atomically, so finished stages stay cached for a rerun) and `train.py` exits 143.
+    atomically, so finished stages stay cached for a rerun) and `train.py` exits 143. A `BaseException`, like
+    `KeyboardInterrupt`, so a library's broad `except Exception` cannot swallow it.
     """
 
 
+MESSAGE = "terminated by SIGTERM; finished stages are cached: rerun the same command to resume"
+#: Set by the SIGTERM handler and never cleared: an exception raised inside a finalizer (`__del__`) or a
+#: library's `except` is lost, so every safe point (`check_terminated`) and `train.py`'s exit re-read this.
+_TERMINATED = threading.Event()
+
+
+def terminated() -> bool:
+    """Whether SIGTERM arrived in this process (even if the exception it raised was swallowed)."""
+    return _TERMINATED.is_set()
+
+
+def check_terminated() -> None:
+    """A safe point: stop here if SIGTERM arrived and its exception was lost on the way."""
+    if _TERMINATED.is_set():
+        raise Terminated(MESSAGE)
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated("terminated by SIGTERM; finished stages are cached: rerun the same command to resume")
+    first = not _TERMINATED.is_set()
+    _TERMINATED.set()
+    if first:  # a second SIGTERM while the first unwinds only re-sets the flag
+        raise Terminated(MESSAGE)
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM sets the flag and raises `Terminated` where the main thread is; the previous handler after."""
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
         yield
         return
@@ -48,6 +72,26 @@ def _sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class StopOnSigterm(pl.Callback):
+    """A Lightning safe point per batch: a SIGTERM whose exception a finalizer swallowed still stops `fit`,
+    `validate` and `predict` at the next batch (Lightning's own flag would leave through exit 0)."""
+
+    def on_train_batch_start(self, *args: Any, **kwargs: Any) -> None:
+        check_terminated()
+
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        check_terminated()
+
+    def on_validation_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        check_terminated()
+
+    def on_test_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        check_terminated()
+
+    def on_predict_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        check_terminated()
 
 
 def wandb_offline() -> bool:
@@ -65,6 +109,13 @@ def wandb_offline() -> bool:
 
 if not OmegaConf.has_resolver("w2s_wandb_offline"):
     OmegaConf.register_new_resolver("w2s_wandb_offline", wandb_offline)
+
+#: This process's id in its output folder's name: two runs started in the same second (or on two nodes with
+#: the same pid) never share `outputs/<date>/<time>-<id>` (conf/train.yaml `hydra.run.dir`, `hydra.sweep.dir`).
+RUN_ID = f"{os.getpid()}-{secrets.token_hex(3)}"
+
+if not OmegaConf.has_resolver("w2s_run_id"):  # cached: Hydra copies the cache into every job of a sweep
+    OmegaConf.register_new_resolver("w2s_run_id", lambda: RUN_ID, use_cache=True)
 
 
 def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
@@ -114,7 +165,7 @@ def session(cfg: DictConfig) -> Iterator[list[Any]]:
     loggers = _start(cfg)
     _ACTIVE = loggers
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             yield loggers
     except BaseException as e:
         code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1
