@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import re
 
-#: Longest quoted value an error message shows: a 10 MB one-line file must not print a 10 MB error line.
-QUOTE_MAX = 120
-#: Longest message overall (the choices of the longest closed set fit well within it).
+#: Longest run of non-space characters an error shows: a 10 MB one-line file quoted in a message (a column
+#: name, a row) must not print a 10 MB error line.
+WORD_MAX = 200
+#: Longest message overall: its start and its end (where the choices are) are kept.
 MESSAGE_MAX = 2000
-_QUOTED = re.compile(rf"'[^'\n]{{{QUOTE_MAX},}}'|\"[^\"\n]{{{QUOTE_MAX},}}\"")
+_LONG_WORD = re.compile(rf"\S{{{WORD_MAX},}}")
 
 
 def clip(message: str) -> str:
-    """One short line: newlines folded, each long quoted value cut to a prefix that says how long it was."""
-    one = " ".join(message.split("\n"))
-
-    def short(m: re.Match[str]) -> str:
-        q, body = m.group()[0], m.group()[1:-1]
-        return f"{q}{body[: QUOTE_MAX // 2]}...{q} ({len(body)} chars)"
-
-    one = _QUOTED.sub(short, one)
-    return one if len(one) <= MESSAGE_MAX else one[:MESSAGE_MAX] + f"... ({len(one)} chars)"
+    """One short line: newlines folded, each very long word cut to a prefix that says how long it was."""
+    one = _LONG_WORD.sub(
+        lambda m: f"{m.group()[:80]}...({len(m.group())} chars)", " ".join(message.splitlines())
+    )
+    if len(one) <= MESSAGE_MAX:
+        return one
+    return f"{one[: MESSAGE_MAX - 500]} ...({len(one)} chars)... {one[-400:]}"
 
 
 class UserError(ValueError):

@@ -58,6 +58,8 @@ def balance(ds: Dataset, seed: int) -> tuple[Dataset, dict[str, int]]:
     labels = np.asarray(ds["label"])
     counts = {int(c): int((labels == c).sum()) for c in (0, 1)}
     n = min(counts.values())
+    if len(labels) == 0:
+        raise TaskError("dataset has no rows; a binary task needs examples of both labels")
     if n == 0:
         raise TaskError(f"dataset has one class only: counts {counts}; a binary task needs both labels")
     rng = np.random.default_rng(seed)
