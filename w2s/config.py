@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from w2s import tracking  # noqa: F401  (registers ${w2s_wandb_offline:}, which conf/logger/wandb.yaml uses)
 from w2s.errors import ConfigError
+from w2s.models import check_name
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -136,6 +137,7 @@ def validate(cfg: DictConfig) -> None:
             f"{cfg.supervisor.name!r} ({cfg.supervisor.params:.3g}); set allow_smaller_student=true if meant"
         )
     _validate_analysis(cfg)
+    _validate_training(cfg)
     gft = cfg.get("gen_finetune") or {}
     if gft.get("enabled"):
         if cfg.task.type == "generate":
@@ -158,6 +160,34 @@ def validate(cfg: DictConfig) -> None:
     path = cfg.task.get("path")
     if path is not None and not Path(path).exists():
         raise ConfigError(f"task.path={path!r} does not exist")
+
+
+#: `trainer.precision` values Lightning accepts (its own error is a traceback after the task stage ran).
+PRECISIONS = (
+    "16-mixed", "bf16-mixed", "16-true", "bf16-true", "32-true", "64-true",
+    "transformer-engine", "transformer-engine-float16", "16", "32", "64", "bf16", 16, 32, 64,
+)  # fmt: skip
+#: Metrics early stopping can select on, per task kind: what that kind's validation reports. A generative
+#: task selects by its answers' accuracy (ties by token accuracy); its default `auroc` is accepted and unused.
+STOP_METRICS = {"classify": ("acc", "auroc"), "pairwise": ("acc", "auroc"), "generate": ("acc", "auroc")}
+
+
+def _validate_training(cfg: DictConfig) -> None:
+    """Trainer and per-model training settings that Lightning would reject late, or accept and misuse."""
+    precision = cfg.trainer.get("precision")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision!r}; choices: {[str(p) for p in PRECISIONS[:8]]}")
+    metric, allowed = cfg.early_stop.get("metric"), STOP_METRICS.get(cfg.task.type, ())
+    if metric not in allowed:
+        raise ConfigError(
+            f"early_stop.metric={metric!r}; choices for a {cfg.task.type} task: {list(allowed)}"
+        )
+    for role in ("supervisor", "student"):
+        if cfg[role].get("epochs") is not None:  # 0 would train nothing and "select" a step never taken
+            _positive(cfg, f"{role}.epochs")
+        name = OmegaConf.select(cfg, f"{role}.source.name")
+        if name is not None:
+            check_name(name, f"{role}.source.name")
 
 
 def _validate_analysis(cfg: DictConfig) -> None:
