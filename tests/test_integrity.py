@@ -179,14 +179,41 @@ def test_sigterm_at_20_random_points_exits_143_every_time(tmp_path):
 # --- 4. parallel runs ---------------------------------------------------------------------------------------------
 
 
-def test_two_runs_started_together_keep_both_results(tmp_path):
+FROZEN_CLOCK = """
+import datetime, runpy, sys
+import hydra.core.utils
+
+class Frozen(datetime.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return cls(2026, 1, 2, 12, 0, 0)
+
+hydra.core.utils.datetime = Frozen  # `${now:...}`: both runs start in the same second, every time
+sys.argv = ["train.py", *sys.argv[1:]]
+runpy.run_path(%r, run_name="__main__")
+"""
+
+
+def test_two_runs_started_in_the_same_second_keep_both_results(tmp_path):
     """Default output folder (no hydra.run.dir): two runs in the same second wrote one results.json."""
-    env_root = [f"paths.artifact_root={tmp_path / 'art'}"]
-    procs = [_train_py([*TINY, *env_root, f"seed={s}"], tmp_path) for s in (0, 1)]
+    script = tmp_path / "frozen.py"
+    script.write_text(FROZEN_CLOCK % str(REPO / "train.py"))
+    root = [f"paths.artifact_root={tmp_path / 'art'}"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), *TINY, *root, f"seed={s}"],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for s in (0, 1)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-2000:]
-    found = sorted(tmp_path.glob("outputs/*/*/results.json"))
+    found = sorted(tmp_path.glob("outputs/2026-01-02/12-00-00*/results.json"))
     assert len(found) == 2, found
     assert sorted(json.loads(f.read_text())["seed"] for f in found) == [0, 1]
 
