@@ -159,21 +159,24 @@ def test_sigterm_at_20_random_points_exits_143_every_time(tmp_path):
     assert warm.wait(timeout=600) == 0, warm.stderr.read()[-2000:]
     duration = time.time() - t0
     rng = random.Random(16)
-    codes: list[tuple[float, int]] = []
+    codes: list[tuple[float, int, str]] = []
     tries = 0
     while len(codes) < 20 and tries < 30:
         tries += 1
-        delay = rng.uniform(0.05, 0.95 * duration)
+        # from 0.5 s: before that the interpreter has not reached train.py's first line, so SIGTERM's default
+        # action kills it (a shell reports 143 too; Python's subprocess says -15)
+        delay = rng.uniform(0.5, 0.95 * duration)
         proc = _train_py([*TINY, f"paths.artifact_root={tmp_path / f'a{tries}'}"], tmp_path)
         time.sleep(delay)
         if proc.poll() is not None:  # finished before its signal (a faster run than the warm-up): not a try
             continue
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=300)
-        codes.append((round(delay, 2), proc.returncode))
+        codes.append((round(delay, 2), proc.returncode, err.strip().splitlines()[-1] if err.strip() else ""))
         assert "Traceback" not in err, err[-3000:]
+    print(codes)
     assert len(codes) == 20, codes
-    assert all(code == 143 for _, code in codes), codes
+    assert [c for c in codes if c[1] != 143] == [], codes
 
 
 # --- 4. parallel runs ---------------------------------------------------------------------------------------------
@@ -324,4 +327,4 @@ def test_a_huge_value_in_an_error_is_clipped_to_one_short_line():
     assert len(line) < 300 and "\n" not in line and line.endswith("choices: ['a', 'b']")
     assert "...(10000012 chars)" in line  # the word `task.path='xx...x'` cut to a prefix
     long = clip("a " * 5000 + "choices: [z]")
-    assert long.endswith("choices: [z]") and len(long) < 2100
+    assert long.endswith("choices: [z]") and len(long) < 900

@@ -12,7 +12,7 @@ import re
 #: name, a row) must not print a 10 MB error line.
 WORD_MAX = 200
 #: Longest message overall: its start and its end (where the choices are) are kept.
-MESSAGE_MAX = 2000
+MESSAGE_MAX = 800
 _LONG_WORD = re.compile(rf"\S{{{WORD_MAX},}}")
 
 
@@ -23,7 +23,7 @@ def clip(message: str) -> str:
     )
     if len(one) <= MESSAGE_MAX:
         return one
-    return f"{one[: MESSAGE_MAX - 500]} ...({len(one)} chars)... {one[-400:]}"
+    return f"{one[: MESSAGE_MAX - 300]} ...({len(one)} chars)... {one[-250:]}"
 
 
 class UserError(ValueError):
