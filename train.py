@@ -1,5 +1,6 @@
 """Run one weak-to-strong experiment: `python train.py task=... supervisor=... student=... loss=...`."""
 
+import logging
 import os
 import signal
 import sys
@@ -45,9 +46,11 @@ def main(cfg: DictConfig) -> float | None:
     finally:
         # killed: 128 + SIGTERM, as a shell reports it, never a silent 0, whether the exception arrived, was
         # swallowed by a finalizer, or became Lightning's SystemExit without a code
-        if tracking.terminated():
+        if tracking.terminated():  # leave now: a library crashing in interpreter teardown must not change 143
             print(f"error: {tracking.MESSAGE}", file=sys.stderr, flush=True)
-            sys.exit(143)
+            sys.stdout.flush()
+            logging.shutdown()
+            os._exit(143)
     return results["pgr"].get("acc")
 
 
