@@ -152,31 +152,46 @@ def test_train_py_exits_143_when_sigterm_lands_in_a_finalizer(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_at_20_random_points_exits_143_every_time(tmp_path):
-    """SIGTERM at random moments of a tiny run (imports, task, features, fits, labels, results), each on a
-    fresh artifact root so every stage is built: exit 143 every time, never 0 or a traceback."""
+    """SIGTERM at random moments of a tiny run, each on a fresh artifact root so every stage is built: half
+    from the start (imports, Hydra, the first stage), half once the first stage has begun (task, features,
+    fits, labels, results). Exit 143 every time, never 0, a traceback or a death by signal."""
+
+    def started(root: Path, proc: subprocess.Popen) -> float:
+        t = time.time()
+        while not root.exists() and proc.poll() is None:
+            time.sleep(0.02)
+        return time.time() - t
+
+    warm_root = tmp_path / "warm"
+    warm = _train_py([*TINY, f"paths.artifact_root={warm_root}"], tmp_path)
+    startup = started(warm_root, warm)
     t0 = time.time()
-    warm = _train_py([*TINY, f"paths.artifact_root={tmp_path / 'warm'}"], tmp_path)
     assert warm.wait(timeout=600) == 0, warm.stderr.read()[-2000:]
-    duration = time.time() - t0
+    stages = time.time() - t0
     rng = random.Random(16)
-    codes: list[tuple[float, int, str]] = []
+    codes: list[tuple[str, float, int, str]] = []
     tries = 0
     while len(codes) < 20 and tries < 30:
         tries += 1
-        # from 0.5 s: before that the interpreter has not reached train.py's first line, so SIGTERM's default
-        # action kills it (a shell reports 143 too; Python's subprocess says -15)
-        delay = rng.uniform(0.5, 0.95 * duration)
-        proc = _train_py([*TINY, f"paths.artifact_root={tmp_path / f'a{tries}'}"], tmp_path)
+        root = tmp_path / f"a{tries}"
+        proc = _train_py([*TINY, f"paths.artifact_root={root}"], tmp_path)
+        if tries % 2:  # from 0.5 s: before, the interpreter has not reached train.py's first line
+            when, delay = "start", rng.uniform(0.5, startup + 0.95 * stages)
+        else:
+            when, delay = "stages", rng.uniform(0.0, 0.95 * stages)
+            started(root, proc)
         time.sleep(delay)
         if proc.poll() is not None:  # finished before its signal (a faster run than the warm-up): not a try
             continue
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=300)
-        codes.append((round(delay, 2), proc.returncode, err.strip().splitlines()[-1] if err.strip() else ""))
+        codes.append(
+            (when, round(delay, 2), proc.returncode, err.strip().splitlines()[-1] if err.strip() else "")
+        )
         assert "Traceback" not in err, err[-3000:]
     print(codes)
     assert len(codes) == 20, codes
-    assert [c for c in codes if c[1] != 143] == [], codes
+    assert [c for c in codes if c[2] != 143] == [], codes
 
 
 # --- 4. parallel runs ---------------------------------------------------------------------------------------------
