@@ -54,5 +54,21 @@ def main(cfg: DictConfig) -> float | None:
     return results["pgr"].get("acc")
 
 
+def _exit(code: int) -> None:
+    """Leave without the interpreter's teardown: it takes a second after torch and resets SIGTERM to its default
+    action, so a SIGTERM landing there killed the process (-15) instead of exiting 143."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(143 if signal.SIGTERM in signal.sigpending() else code)
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SystemExit as e:  # sys.exit(2) / (3) above, Hydra's own exits (--help, a bad override)
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+        _exit(e.code if isinstance(e.code, int) else int(e.code is not None))
+    _exit(0)
