@@ -403,7 +403,7 @@ def test_custom_via_config_and_load_task(tmp_path):
 
 
 def test_custom_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.csv"):
+    with pytest.raises(FormatError, match="nothere.csv"):
         load_custom(str(tmp_path / "nothere.csv"))
     (tmp_path / "d.xlsx").write_text("x")
     with pytest.raises(FormatError, match=r"\.xlsx.*\.csv.*\.jsonl.*\.parquet"):

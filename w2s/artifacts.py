@@ -7,6 +7,7 @@ under a file lock, so a killed run leaves nothing half-written and two jobs neve
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -23,6 +24,8 @@ from filelock import FileLock
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from w2s import dist
+from w2s.errors import StorageError
+from w2s.signals import check_terminated
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +165,19 @@ def _publish(tmp: Path, folder: Path, kind: str, key: Any, meta: dict[str, Any],
     log.info("built %s artifact %s in %.1fs", kind, folder, seconds)
 
 
+#: errno values that mean "this disk cannot take the write": one error line, never a traceback.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _storage_error(e: OSError, folder: Path) -> StorageError:
+    reason = os.strerror(e.errno) if e.errno else str(e)
+    return StorageError(
+        f"cannot write the artifact {folder} ({reason}); the cache is unchanged: free space or point "
+        f"paths.artifact_root (W2S_ARTIFACTS) at a writable disk and rerun"
+    )
+
+
 #: True while rank 0 builds a stage alone: stages it builds inside that one are its own business (no barrier).
 _SOLO = threading.local()
 
@@ -187,6 +203,7 @@ def cached(
     """
     key = to_plain(key)
     folder = Path(root) / kind / key_hash(key)
+    check_terminated()  # a safe point: a SIGTERM swallowed earlier stops the run before the next stage
     if dist.size() == 1 or getattr(_SOLO, "on", False):
         return _cached_here(folder, kind, key, build, force, requires)
     if not collective:
@@ -209,6 +226,7 @@ def cached(
     try:
         t0 = time.time()
         meta = build(tmp) or {}
+        check_terminated()  # a SIGTERM lost inside the build must not rename its output into place
         if dist.is_zero():
             with FileLock(str(folder) + ".lock"):
                 _publish(tmp, folder, kind, key, meta, time.time() - t0)
@@ -226,9 +244,16 @@ def _cached_here(
     if not force and _problem(folder, requires) is None:
         log.info("reusing %s artifact %s", kind, folder)
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # an fcntl lock: the kernel releases it when its process dies, so a killed run never blocks the next one
-    with FileLock(str(folder) + ".lock"):
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # an fcntl lock: the kernel releases it when its process dies, so a killed run never blocks the next one
+        lock = FileLock(str(folder) + ".lock")
+        lock.acquire()
+    except OSError as e:  # a read-only root without a complete copy, or a full disk
+        if e.errno in _NO_SPACE | _READ_ONLY:
+            raise _storage_error(e, folder) from None
+        raise
+    try:
         _remove_stale_temps(folder)
         problem = _problem(folder, requires)
         if problem is None and not force:
@@ -241,11 +266,18 @@ def _cached_here(
         try:
             t0 = time.time()
             meta = build(tmp) or {}
+            check_terminated()  # a SIGTERM lost inside the build must not rename its output into place
             _publish(tmp, folder, kind, key, meta, time.time() - t0)
+        except OSError as e:
+            if e.errno in _NO_SPACE:  # the temp dir goes below; a complete artifact is never touched
+                raise _storage_error(e, folder) from None
+            raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return folder
+    finally:
+        lock.release()
 
 
 def builds(root: str | Path, since: float) -> list[tuple[str, Any]]:

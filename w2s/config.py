@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from w2s import tracking  # noqa: F401  (registers ${w2s_wandb_offline:}, which conf/logger/wandb.yaml uses)
 from w2s.errors import ConfigError
 from w2s.losses import PRIORS
+from w2s.models import check_name
 from w2s.module import SCHEDULES
 from w2s.splits import SPLIT_ORDER, is_fraction
 
@@ -166,6 +167,7 @@ def validate(cfg: DictConfig) -> None:
         _positive(cfg, "trainer.max_epochs")
     _validate_chain(cfg)
     _validate_analysis(cfg)
+    _validate_training(cfg)
     gft = cfg.get("gen_finetune") or {}
     if gft.get("enabled"):
         if cfg.task.type == "generate":
@@ -211,6 +213,32 @@ def validate_splits(cfg: DictConfig) -> None:
         )
     if cfg.split.ceiling_on not in ("transfer", "weak"):
         raise ConfigError(f"split.ceiling_on={cfg.split.ceiling_on!r}; choices: ['transfer', 'weak']")
+
+
+#: `trainer.precision` values Lightning accepts (its own error is a traceback after the task stage ran).
+PRECISIONS = (
+    "16-mixed", "bf16-mixed", "16-true", "bf16-true", "32-true", "64-true",
+    "transformer-engine", "transformer-engine-float16", "16", "32", "64", "bf16", 16, 32, 64,
+)  # fmt: skip
+#: Metrics early stopping can select on: what scored validation reports. A generative task always selects by
+#: its answers' exact match (ties by token accuracy), so there the setting is accepted and unused.
+STOP_METRICS = ("acc", "auroc")
+
+
+def _validate_training(cfg: DictConfig) -> None:
+    """Trainer and per-model training settings that Lightning would reject late, or accept and misuse."""
+    precision = cfg.trainer.get("precision")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision!r}; choices: {[str(p) for p in PRECISIONS[:8]]}")
+    metric = cfg.early_stop.get("metric")
+    if metric not in STOP_METRICS:
+        raise ConfigError(f"early_stop.metric={metric!r}; choices: {list(STOP_METRICS)}")
+    for role in ("supervisor", *[g for g in CHAIN_GROUPS if cfg.get(g) is not None], "student"):
+        if cfg[role].get("epochs") is not None:  # 0 would train nothing and "select" a step never taken
+            _positive(cfg, f"{role}.epochs")
+        name = OmegaConf.select(cfg, f"{role}.source.name")
+        if name is not None:
+            check_name(name, f"{role}.source.name")
 
 
 def _validate_analysis(cfg: DictConfig) -> None:

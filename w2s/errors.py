@@ -6,9 +6,31 @@ where there is a closed set, the choices.
 
 from __future__ import annotations
 
+import re
+
+#: Longest run of non-space characters an error shows: a 10 MB one-line file quoted in a message (a column
+#: name, a row) must not print a 10 MB error line.
+WORD_MAX = 200
+#: Longest message overall: its start and its end (where the choices are) are kept.
+MESSAGE_MAX = 800
+_LONG_WORD = re.compile(rf"\S{{{WORD_MAX},}}")
+
+
+def clip(message: str) -> str:
+    """One short line: newlines folded, each very long word cut to a prefix that says how long it was."""
+    one = _LONG_WORD.sub(
+        lambda m: f"{m.group()[:80]}...({len(m.group())} chars)", " ".join(message.splitlines())
+    )
+    if len(one) <= MESSAGE_MAX:
+        return one
+    return f"{one[: MESSAGE_MAX - 300]} ...({len(one)} chars)... {one[-250:]}"
+
 
 class UserError(ValueError):
     """A value the user typed or a file the user supplied cannot be used."""
+
+    def __str__(self) -> str:  # every user error is printed through here: one short line, whatever it quotes
+        return clip(super().__str__())
 
 
 class ConfigError(UserError):
@@ -25,3 +47,7 @@ class ModelError(UserError):
 
 class FormatError(UserError):
     """A data row does not have the shape its reader expects (wrong split, wrong schema, bad file)."""
+
+
+class StorageError(UserError):
+    """The artifact root cannot take a write (disk full, quota, read-only) and holds no complete copy."""

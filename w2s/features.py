@@ -61,4 +61,4 @@ def features(cfg: Any, model_cfg: Any, task_cfg: Any, ds: Dataset, data_key: Any
 
     key = {"model": models.model_key(model_cfg), "data": data_key, "template": task_cfg.get("template")}
     path = cached(cfg.paths.artifact_root, "features", key, build, force=bool(cfg.force))
-    return torch.load(path / "features.pt")
+    return torch.load(path / "features.pt", weights_only=True)

@@ -22,6 +22,7 @@ from w2s.artifacts import cached
 from w2s.data import LabelSource, WeakLabelDataModule, write_labels
 from w2s.module import KeepBest, W2SModule, trainable_state
 from w2s.progress import StageProgress
+from w2s.signals import StopOnSigterm
 from w2s.tracking import StageCurves
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def make_trainer(
         trainer_kwargs = {**trainer_kwargs, "strategy": strategy}
     return pl.Trainer(
         **trainer_kwargs,
-        callbacks=[*callbacks, StageProgress(stage), StageCurves(stage)],
+        callbacks=[*callbacks, StageProgress(stage), StageCurves(stage), StopOnSigterm()],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=bool(cfg.progress_bar),

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -33,6 +34,18 @@ log = logging.getLogger(__name__)
 
 def cache_root() -> Path:
     return Path(os.environ.get("W2S_MODEL_CACHE", Path.home() / ".cache" / "w2s" / "models"))
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def check_name(name: Any, what: str = "source.name") -> str:
+    """A cache folder name: one path component, so a name like `../x` or `a/b` never writes outside the cache."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ModelError(
+            f"{what}={name!r} must be one folder name (letters, digits, '.', '_', '+', '-'; no '/' or '..')"
+        )
+    return name
 
 
 def _package_dir(module: str, install: str) -> Path:
@@ -98,9 +111,8 @@ def _gguf_to_hf(gguf: Path, out: Path) -> None:
 
 
 HF_SUMS = "hf.sha256.json"
-_VERIFIED: dict[
-    str, tuple
-] = {}  # folder -> (name, size, mtime) of its files when last hashed in this process
+#: (folder, checksum file) -> (name, size, mtime) of its files when last hashed in this process
+_VERIFIED: dict[tuple[str, str], tuple] = {}
 
 
 def _signature(folder: Path) -> tuple:
@@ -114,13 +126,13 @@ def _folder_sums(folder: Path) -> dict[str, str]:
 
 
 def verify_folder(hf: Path, sums_file: Path) -> None:
-    """Check an assembled model folder against the checksums written when it was built from the pinned file.
+    """Check an assembled model folder against the checksums recorded when it was built from the pinned file.
 
     Runs before every use (hashed once per process unless a file's size or mtime changes), so a weight file
     edited or truncated in the cache is refused instead of loaded.
     """
     sig = _signature(hf)
-    if _VERIFIED.get(str(hf)) == sig:
+    if _VERIFIED.get((str(hf), str(sums_file))) == sig:
         return
     expected = json.loads(sums_file.read_text())
     got = _folder_sums(hf)
@@ -130,43 +142,96 @@ def verify_folder(hf: Path, sums_file: Path) -> None:
             f"sha256 mismatch in the assembled model {hf}: {bad} differ from when it was built and checked "
             f"against its pin; delete {hf.parent} to rebuild it"
         )
-    _VERIFIED[str(hf)] = sig
+    _VERIFIED[(str(hf), str(sums_file))] = sig
+
+
+def writable_by_others(root: Path) -> bool:
+    """Whether anyone but this user (and root) could have written `root` or anything in it: owned by
+    another user, or group/world-writable. Checksums stored in such a folder prove nothing."""
+    uid = os.getuid()
+    for p in [root.parent, root, *root.rglob("*")]:
+        st = p.lstat()
+        if st.st_uid not in (uid, 0) or st.st_mode & 0o022:
+            return True
+    return False
+
+
+def _trust_file(name: str, sha256: str) -> Path:
+    """This user's own record of an assembled folder's checksums (outside any shared cache)."""
+    return Path.home() / ".cache" / "w2s" / "trusted" / f"{check_name(name)}-{sha256[:16]}.json"
+
+
+def _assemble(raw: Path, hf: Path, convert_gguf: bool) -> None:
+    if convert_gguf:
+        _gguf_to_hf(raw, hf)
+        return
+    tmp = Path(tempfile.mkdtemp(dir=hf.parent, prefix=".unzip-"))
+    with zipfile.ZipFile(raw) as z:
+        z.extractall(tmp)
+    inner = next(p.parent for p in tmp.rglob("config.json"))
+    os.replace(inner, hf)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _from_pin(make_file, sha256: str | None, workdir: Path, convert_gguf: bool) -> Path:
+    """`workdir/hf` assembled from a file `make_file` writes, after checking that file's pinned sha256."""
+    raw = workdir / ("model.gguf" if convert_gguf else "model.zip")
+    if not raw.exists():
+        make_file(raw)
+    try:
+        _check_sha(raw, sha256)
+    except ModelError:
+        raw.unlink(missing_ok=True)  # never keep a file that failed its pin: the next try rebuilds it
+        raise
+    _assemble(raw, workdir / "hf", convert_gguf)
+    raw.unlink()
+    return workdir / "hf"
+
+
+def _trusted_sums(name: str, hf: Path, make_file, sha256: str, convert_gguf: bool) -> Path:
+    """Checksums of a folder in a cache another user could write, established by this user from the pin.
+
+    The checksums beside such a folder could have been edited along with the weights: the first use by this
+    user assembles the model again from the pinned file (privately) and compares; later uses check the folder
+    against this user's record.
+    """
+    trust = _trust_file(name, sha256)
+    if not trust.exists():
+        log.warning("model cache %s is writable by other users: checking it against its pinned sha256", hf)
+        trust.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=trust.parent) as work:
+            mine = _folder_sums(_from_pin(make_file, sha256, Path(work), convert_gguf))
+        if _folder_sums(hf) != mine:
+            raise ModelError(
+                f"the shared model folder {hf} differs from what its pinned sha256 file assembles to; "
+                f"it was altered (or built by another library version): delete {hf.parent} to rebuild it"
+            )
+        fd, tmp = tempfile.mkstemp(dir=trust.parent, prefix=".trust-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(mine, f, indent=1)
+        os.replace(tmp, trust)
+    return trust
 
 
 def _assembled(name: str, make_file, sha256: str | None, convert_gguf: bool) -> Path:
     """Build `<cache>/<name>/hf` once from a file that `make_file(path)` writes, checking its sha256."""
     from filelock import FileLock
 
-    root = cache_root() / name
+    root = cache_root() / check_name(name)
     root.mkdir(parents=True, exist_ok=True)
     hf, sums = root / "hf", root / HF_SUMS
     with FileLock(str(root / ".lock")):
         if (hf / "config.json").exists() and sums.exists():
+            if sha256 is not None and writable_by_others(root):
+                sums = _trusted_sums(name, hf, make_file, sha256, convert_gguf)
             verify_folder(hf, sums)
             return hf
         if hf.exists():  # built before checksums were recorded, or interrupted: rebuild from the pinned file
             log.warning("model folder %s has no recorded checksums: rebuilding it from the pinned file", hf)
             shutil.rmtree(hf)
-        raw = root / ("model.gguf" if convert_gguf else "model.zip")
-        if not raw.exists():
-            make_file(raw)
-        try:
-            _check_sha(raw, sha256)
-        except ModelError:
-            raw.unlink(missing_ok=True)  # never keep a file that failed its pin: the next try rebuilds it
-            raise
-        if convert_gguf:
-            _gguf_to_hf(raw, hf)
-        else:
-            tmp = Path(tempfile.mkdtemp(dir=root, prefix=".unzip-"))
-            with zipfile.ZipFile(raw) as z:
-                z.extractall(tmp)
-            inner = next(p.parent for p in tmp.rglob("config.json"))
-            os.replace(inner, hf)
-            shutil.rmtree(tmp, ignore_errors=True)
-        raw.unlink()
+        _from_pin(make_file, sha256, root, convert_gguf)
         sums.write_text(json.dumps(_folder_sums(hf), indent=1))
-        _VERIFIED[str(hf)] = _signature(hf)
+        _VERIFIED[(str(hf), str(sums))] = _signature(hf)
     return hf
 
 
@@ -226,7 +291,7 @@ def tiny(name: str, arch: str = "bert", hidden: int = 32, layers: int = 2, heads
     """A random tiny model + byte-level tokenizer, saved once (keyed by its settings) for fast tests."""
     from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
 
-    root = cache_root() / f"tiny-{name}-{arch}-{hidden}-{layers}-{heads}"
+    root = cache_root() / f"tiny-{check_name(name)}-{arch}-{hidden}-{layers}-{heads}"
     if (root / "config.json").exists():
         return root
     tok = byte_tokenizer()
@@ -307,11 +372,30 @@ def resolve(model_cfg: Any) -> str:
         raise
 
 
+def _from_pretrained(cls: Any, model_cfg: Any, **kwargs: Any) -> Any:
+    """`cls.from_pretrained` of a model config's weights; a hub model that cannot be read is one line."""
+    path = resolve(model_cfg)
+    try:
+        return cls.from_pretrained(path, revision=model_cfg.source.get("revision"), **kwargs)
+    except OSError as e:
+        if Path(path).exists():  # a local folder: a real I/O error, not a missing download
+            raise
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        why = (
+            "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+            if offline
+            else "the Hugging Face Hub could not be reached (or has no such model) and it is not cached"
+        )
+        raise ModelError(
+            f"model {model_cfg.name!r}: cannot load {path!r} ({why}); run once with network and HF_HUB_OFFLINE "
+            f"unset to cache it, or choose an offline model ({type(e).__name__})"
+        ) from None
+
+
 def load_tokenizer(model_cfg: Any, padding_side: str = "right"):
     from transformers import AutoTokenizer
 
-    path = resolve(model_cfg)
-    tok = AutoTokenizer.from_pretrained(path, revision=model_cfg.source.get("revision"))
+    tok = _from_pretrained(AutoTokenizer, model_cfg)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = padding_side
@@ -322,10 +406,9 @@ def load_backbone(model_cfg: Any, causal_lm: bool = False) -> nn.Module:
     """The pretrained network without a task head (or with its LM head when `causal_lm`)."""
     from transformers import AutoModel, AutoModelForCausalLM
 
-    path = resolve(model_cfg)
     cls = AutoModelForCausalLM if causal_lm else AutoModel
     dtype = getattr(torch, model_cfg.get("dtype", "float32"))
-    model = cls.from_pretrained(path, revision=model_cfg.source.get("revision"), dtype=dtype)
+    model = _from_pretrained(cls, model_cfg, dtype=dtype)
     if model_cfg.get("gradient_checkpointing", False):
         model.gradient_checkpointing_enable()
     return model
@@ -344,9 +427,7 @@ def unembedding_row(model_cfg: Any, token: str) -> torch.Tensor:
         ids = load_tokenizer(model_cfg)(token, add_special_tokens=False)["input_ids"]
         if not ids:
             raise ModelError(f"reward_init_token {token!r} encodes to no token for model {model_cfg.name!r}")
-        lm = AutoModelForCausalLM.from_pretrained(
-            resolve(model_cfg), revision=model_cfg.source.get("revision")
-        )
+        lm = _from_pretrained(AutoModelForCausalLM, model_cfg)
         _ROWS[key] = lm.get_output_embeddings().weight[ids[-1]].detach().float().clone()
         del lm
     return _ROWS[key]

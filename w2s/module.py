@@ -119,7 +119,9 @@ class KeepBest(pl.Callback):
         self.gathered = False
 
     def _capture(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, torch.Tensor]:
-        if type(getattr(trainer, "strategy", None)).__name__ == "FSDPStrategy":  # a collective: all ranks call it
+        if (
+            type(getattr(trainer, "strategy", None)).__name__ == "FSDPStrategy"
+        ):  # a collective: all ranks call it
             self.gathered = True
             full = trainer.strategy.lightning_module_state_dict()
             return {k.removeprefix("model."): v.cpu() for k, v in full.items() if k.startswith("model.")}

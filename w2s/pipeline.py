@@ -28,7 +28,7 @@ from w2s.launch import check_layout
 from w2s.metrics import pgr_table
 from w2s.results import write_results
 from w2s.splits import is_fraction, make_splits, resolve_sizes, split_sizes
-from w2s.tasks import load_task
+from w2s.tasks import fingerprint, load_task
 
 
 def task_stage(cfg: DictConfig) -> TaskData:
@@ -38,7 +38,7 @@ def task_stage(cfg: DictConfig) -> TaskData:
     if any(is_fraction(v) for v in sizes.values()):  # fractions key by the counts they resolve to
         loaded = load_task(cfg.task, seed=int(cfg.seed))
         sizes = resolve_sizes(sizes, len(loaded[0]))
-    key = {"task": cfg.task, "sizes": sizes, "seed": int(cfg.seed)}
+    key = {"task": cfg.task, "sizes": sizes, "seed": int(cfg.seed), **fingerprint(cfg.task)}
 
     def build(out: Path) -> dict[str, Any]:
         ds, info = loaded or load_task(cfg.task, seed=int(cfg.seed))

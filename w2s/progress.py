@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import pytorch_lightning as pl
 
+from w2s.signals import check_terminated
+
 log = logging.getLogger("w2s.progress")
 T = TypeVar("T")
 
@@ -31,6 +33,7 @@ def track(
         bar = tqdm(total=total, desc=what, unit=unit, leave=False, dynamic_ncols=True)
     try:
         for item in items:
+            check_terminated()  # a safe point per batch: a SIGTERM a finalizer swallowed stops the loop here
             yield item
             n = len(item) if hasattr(item, "__len__") else 1
             done += n

@@ -15,8 +15,7 @@ import contextlib
 import logging
 import netrc
 import os
-import signal
-import threading
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from w2s import dist
+from w2s.signals import sigterm_raises
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +33,6 @@ log = logging.getLogger(__name__)
 _ACTIVE: list[Any] | None = None
 #: Stages whose curve this session has sent (live or from the cache), so no point is sent twice.
 _SENT: set[str] = set()
-
-
-class Terminated(Exception):
-    """SIGTERM (scancel, a pre-empting scheduler, `kill`) during a run.
-
-    Lightning's own handler only sets a flag and then leaves `fit` through a `SystemExit` without a code: the
-    process exited 0 with no results, which launchers read as success. This stops at once instead (stages write
-    atomically, so finished stages stay cached for a rerun) and `train.py` exits 143.
-    """
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated("terminated by SIGTERM; finished stages are cached: rerun the same command to resume")
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)  # Lightning's handler calls this one too
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def wandb_offline() -> bool:
@@ -75,6 +50,13 @@ def wandb_offline() -> bool:
 
 if not OmegaConf.has_resolver("w2s_wandb_offline"):
     OmegaConf.register_new_resolver("w2s_wandb_offline", wandb_offline)
+
+#: This process's id in its output folder's name: two runs started in the same second (or on two nodes with
+#: the same pid) never share `outputs/<date>/<time>-<id>` (conf/train.yaml `hydra.run.dir`, `hydra.sweep.dir`).
+RUN_ID = f"{os.getpid()}-{secrets.token_hex(3)}"
+
+if not OmegaConf.has_resolver("w2s_run_id"):  # cached: Hydra copies the cache into every job of a sweep
+    OmegaConf.register_new_resolver("w2s_run_id", lambda: RUN_ID, use_cache=True)
 
 
 def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
@@ -125,7 +107,7 @@ def session(cfg: DictConfig) -> Iterator[list[Any]]:
     _ACTIVE = loggers
     _SENT.clear()
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             yield loggers
     except BaseException as e:
         code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1

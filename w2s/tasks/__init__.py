@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from datasets import Dataset
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from w2s.errors import TaskError, UserError
 
@@ -55,6 +58,8 @@ def balance(ds: Dataset, seed: int) -> tuple[Dataset, dict[str, int]]:
     labels = np.asarray(ds["label"])
     counts = {int(c): int((labels == c).sum()) for c in (0, 1)}
     n = min(counts.values())
+    if len(labels) == 0:
+        raise TaskError("dataset has no rows; a binary task needs examples of both labels")
     if n == 0:
         raise TaskError(f"dataset has one class only: counts {counts}; a binary task needs both labels")
     rng = np.random.default_rng(seed)
@@ -88,3 +93,64 @@ def load_task(task_cfg: Any, seed: int = 0) -> tuple[Dataset, dict[str, Any]]:
         info.update(counts)
     info["size"] = len(ds)
     return ds, info
+
+
+def _is_path_key(name: str) -> bool:
+    return name in ("path", "data_files", "data_dir", "files") or name.endswith(("_path", "_file", "_dir"))
+
+
+def _path_values(node: Any, under_path_key: bool = False) -> Iterator[str]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _path_values(v, under_path_key or _is_path_key(str(k)))
+    elif isinstance(node, list):
+        for v in node:
+            yield from _path_values(v, under_path_key)
+    elif under_path_key and isinstance(node, str) and node:
+        yield node
+
+
+#: (real path, size, mtime_ns, ctime_ns, inode) -> sha256, for this process only: a file is hashed once per run.
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _file_digest(p: Path) -> str:
+    st = p.stat()
+    sig = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if sig not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        _DIGESTS[sig] = h.hexdigest()
+    return _DIGESTS[sig]
+
+
+def _digest(p: Path) -> str:
+    if p.is_file():
+        return _file_digest(p)
+    h = hashlib.sha256()  # a folder: every file's relative path and content, in a fixed order
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(f"{f.relative_to(p)}\0{_file_digest(f)}\n".encode())
+    return h.hexdigest()
+
+
+def fingerprint(task_cfg: Any) -> dict[str, Any]:
+    """The task key's fragment for its local inputs: `{"inputs": {path: sha256 of its bytes}}`, or `{}`.
+
+    Every string under a path-like key (`path`, `data_files`, `*_path`, ...) that names a local file or folder is
+    hashed by content, so editing a file in place changes the key and rebuilds every stage downstream (the
+    path alone would reuse the old results). Hub ids and missing paths are left to the loader; a task with no
+    local input keeps the key it had before this fragment existed.
+    """
+    plain = (
+        OmegaConf.to_container(task_cfg, resolve=True)
+        if isinstance(task_cfg, DictConfig | ListConfig)
+        else task_cfg
+    )
+    inputs = {
+        value: _digest(Path(value).expanduser())
+        for value in _path_values(plain)
+        if Path(value).expanduser().exists()
+    }
+    return {"inputs": dict(sorted(inputs.items()))} if inputs else {}

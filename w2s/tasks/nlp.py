@@ -431,6 +431,26 @@ _READERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+def _read(p: Path, ext: str) -> Any:
+    """The file as a DataFrame; a file that is not what its extension says is one line naming the reason."""
+    if p.stat().st_size == 0:
+        raise FormatError(f"custom task file {str(p)!r} is empty")
+    try:
+        return _READERS[ext](str(p))
+    except UnicodeDecodeError as e:
+        raise FormatError(
+            f"custom task file {str(p)!r} is not UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start}); "
+            "save it as UTF-8"
+        ) from None
+    except (ValueError, OSError, NotImplementedError) as e:
+        # pandas' ParserError / EmptyDataError and pyarrow's ArrowInvalid are ValueErrors
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FormatError(
+            f"custom task file {str(p)!r} cannot be read as {ext} ({type(e).__name__}: {reason}); "
+            f"its content must match its extension; choices: {sorted(_READERS)}"
+        ) from None
+
+
 def load_custom(
     path: str,
     text_column: str = "text",
@@ -442,16 +462,20 @@ def load_custom(
 
     `limit` keeps the first rows (quick runs)."""
     p = Path(str(path)).expanduser()
+    if p.is_dir():
+        raise FormatError(f"custom task path {str(p)!r} is a directory; task.path names one data file")
     if not p.is_file():
-        raise FileNotFoundError(f"custom task file not found: {str(p)!r} (set task.path=FILE)")
+        raise FormatError(f"custom task file not found: {str(p)!r} (set task.path=FILE)")
     ext = p.suffix.lower()
     if ext not in _READERS:
         raise FormatError(
             f"custom task file {str(p)!r}: unknown extension {ext!r}; choices: {sorted(_READERS)}"
         )
-    df = _READERS[ext](str(p))
+    df = _read(p, ext)
     if limit is not None:
         df = df.iloc[: int(limit)]
+    if len(df) == 0:
+        raise FormatError(f"custom task file {str(p)!r} has no data rows (a header at most)")
     missing = [c for c in (text_column, label_column) if c not in df.columns]
     if missing:
         raise FormatError(

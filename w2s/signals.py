@@ -1,0 +1,83 @@
+"""SIGTERM (scancel, a pre-empting scheduler, `kill`): a flag that is never lost, and safe points that read it.
+
+A leaf module (no w2s imports), so every layer can offer a safe point: the artifact cache between stages,
+progress loops per batch, a Lightning callback per step, and `train.py`'s exit, which turns any ending into
+exit code 143 while the flag is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytorch_lightning as pl
+
+
+class Terminated(BaseException):
+    """SIGTERM (scancel, a pre-empting scheduler, `kill`) during a run.
+
+    Lightning's own handler only sets a flag and then leaves `fit` through a `SystemExit` without a code: the
+    process exited 0 with no results, which launchers read as success. This stops at once instead (stages write
+    atomically, so finished stages stay cached for a rerun) and `train.py` exits 143. A `BaseException`, like
+    `KeyboardInterrupt`, so a library's broad `except Exception` cannot swallow it.
+    """
+
+
+MESSAGE = "terminated by SIGTERM; finished stages are cached: rerun the same command to resume"
+#: Set by the SIGTERM handler and never cleared: an exception raised inside a finalizer (`__del__`) or a
+#: library's `except` is lost, so every safe point (`check_terminated`) and `train.py`'s exit re-read this.
+_TERMINATED = threading.Event()
+
+
+def terminated() -> bool:
+    """Whether SIGTERM arrived in this process (even if the exception it raised was swallowed)."""
+    return _TERMINATED.is_set()
+
+
+def check_terminated() -> None:
+    """A safe point: stop here if SIGTERM arrived and its exception was lost on the way."""
+    if _TERMINATED.is_set():
+        raise Terminated(MESSAGE)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    first = not _TERMINATED.is_set()
+    _TERMINATED.set()
+    if first:  # a second SIGTERM while the first unwinds only re-sets the flag
+        raise Terminated(MESSAGE)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM sets the flag and raises `Terminated` where the main thread is; the previous handler after."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)  # Lightning's handler calls this one too
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class StopOnSigterm(pl.Callback):
+    """A Lightning safe point per batch: a SIGTERM whose exception a finalizer swallowed still stops `fit`,
+    `validate` and `predict` at the next batch (Lightning's own flag would leave through exit 0)."""
+
+    def on_train_batch_start(self, *args: Any, **kwargs: Any) -> None:
+        check_terminated()
+
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        check_terminated()
+
+    def on_validation_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        check_terminated()
+
+    def on_test_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        check_terminated()
+
+    def on_predict_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        check_terminated()
