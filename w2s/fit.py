@@ -33,7 +33,7 @@ N_OUT = {"classify": 2, "pairwise": 1}
 def model_inputs(cfg: Any, model_cfg: Any, task_ds: Dataset, data_key: Any) -> tuple[list[Any], Collate]:
     """Per-row inputs of `task_ds` for this model: cached features (probe) or token ids (full, LoRA)."""
     if model_cfg.train_mode == "probe":
-        feats = features(cfg, model_cfg, cfg.task, task_ds, data_key)
+        feats = features(cfg, model_cfg, cfg.task, task_ds, range(len(task_ds)))
         return list(feats), Collate()
     ids, tok = tokenize(model_cfg, cfg.task, task_ds)
     return ids, Collate(pad_id=tok.pad_token_id)
