@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from w2s import artifacts, features, models
+from w2s import artifacts, features
 from w2s.data import padding_fraction, token_batches
 from w2s.errors import ConfigError
 from w2s.module import W2SModule, adamw_impl
@@ -90,20 +90,6 @@ def test_precision_keys_the_store_and_is_recorded(cfg_factory):
     a, b = stores["fp32"][1], stores["bf16"][1]
     assert not torch.equal(a, b)
     assert torch.nn.functional.cosine_similarity(a, b, dim=-1).min() > 0.99
-
-
-def test_onednn_fp32_path_equals_plain_fp32(cfg_factory):
-    cfg = cfg_factory(*TINY)
-    net = models.Classifier(models.load_backbone(cfg.supervisor), "mean", n_out=1).eval()
-    ids = torch.randint(5, 100, (4, 12))
-    mask = torch.ones_like(ids)
-    mask[2:, 7:] = 0
-    with torch.inference_mode():
-        plain = net.features(ids, mask)
-        fast, ctx = features.frozen(net, "fp32", torch.device("cpu"))
-        with ctx:
-            onednn = fast.features(ids, mask)
-    torch.testing.assert_close(onednn, plain, atol=1e-5, rtol=1e-5)
 
 
 def test_token_batches_cover_every_row_once_with_little_padding():

@@ -104,15 +104,12 @@ def feature_precision(cfg: Any, model_cfg: Any) -> str:
 
 
 def frozen(net: nn.Module, precision: str, dev: torch.device) -> tuple[nn.Module, Any]:
-    """`net` ready for a frozen pass and the context to run it in: bf16 autocast (matmuls in bf16, norms and
-    softmax in fp32), or in fp32 on CPU the linear layers through oneDNN (same results, 1.7x faster here)."""
+    """`net` on `dev` in eval mode and the context to run a frozen pass in: bf16 autocast (matmuls in bf16, norms
+    and softmax in fp32) or plain fp32. oneDNN fp32 linears (`torch.utils.mkldnn`) measured 0.9x plain fp32 on
+    this project's CPU (docs/RESULTS.md), so fp32 stays plain."""
     net = net.to(dev).eval()
     if precision == "bf16":
         return net, torch.autocast(dev.type, dtype=torch.bfloat16)
-    if dev.type == "cpu" and torch.backends.mkldnn.is_available():
-        from torch.utils import mkldnn
-
-        return mkldnn.to_mkldnn(net), contextlib.nullcontext()
     return net, contextlib.nullcontext()
 
 
