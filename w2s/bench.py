@@ -639,7 +639,7 @@ def format_report(f: dict[str, Any]) -> str:
         f"feature pass ({fp['model']}, {fp['rows']} rows): fp32 {fp['per_s']['fp32']:.1f}/s (token batches; "
         f"{fp['per_s']['fp32_batch64']:.1f}/s at batch 64), {fp['chosen']} "
         f"{fp['per_s'][fp['chosen']]:.1f}/s, {fp['chosen']}/fp32 speed {fp['ratio']:.2f} "
-        f"({fp['ratio_vs_batch64']:.2f} vs batch 64); min cosine to fp32 {fp['min_cosine']:.4f}; padding "
+        f"({fp['ratio_vs_batch64']:.2f} vs batch 64); min cosine to fp32 {fp['min_cosine']:.5f}; padding "
         f"{fp['padding']['batch64']:.1%} at batch 64, {fp['padding']['token_budget']:.1%} in token batches"
     )
     rt, rl = pe["ratio"]["train"], pe["ratio"]["labels"]
