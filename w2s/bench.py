@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from w2s import artifacts, models
+from w2s import features as feat
 from w2s.config import CONF_DIR, model_config
 from w2s.data import BucketSampler, Collate, Examples, loader, padding_fraction
 
@@ -41,6 +42,10 @@ QUICK = {
     "memory_stages": ["features"],
     "memory_rows": 64,
     "repeats": 1,
+    "feature_model": "tiny-bert",
+    "feature_rows": 128,
+    "peer_train_rows": 64,
+    "peer_label_rows": 128,
 }
 FULL = {
     "model": "minilm-l6",
@@ -57,6 +62,10 @@ FULL = {
     "memory_stages": ["load", "features", "train_full"],
     "memory_rows": 256,
     "repeats": 3,
+    "feature_model": "mpnet-base",
+    "feature_rows": 500,
+    "peer_train_rows": 480,
+    "peer_label_rows": 1000,
 }
 MAX_LENGTH = 128  # overhead and label figures: same truncation for both sides
 
@@ -233,6 +242,203 @@ def label_speed(model_name: str, rows: int, naive_batch: int, eval_batch: int = 
     }
 
 
+# --- 3b. the frozen feature pass: fp32 as before, the exact fast fp32 path, the chosen precision ----------------
+
+
+def _timed_pass(net: torch.nn.Module, ctx: Any, ids: list[list[int]], pad_id: int, batches: Any) -> Any:
+    """Pooled features of `ids` (float32, in row order) and the seconds the pass took."""
+    from w2s.data import pad
+
+    t0 = time.perf_counter()
+    with torch.inference_mode(), ctx:
+        parts = [(b, net.features(*pad([ids[i] for i in b], pad_id, left=False)).float()) for b in batches]
+    seconds = time.perf_counter() - t0
+    out = torch.empty(len(ids), parts[0][1].shape[-1])
+    for b, f in parts:
+        out[b] = f
+    return out, seconds
+
+
+def feature_pass(model_name: str, rows: int, max_tokens: int = 1024) -> dict[str, Any]:
+    """Sentences/s of the probes' frozen pass over RT rows: fp32 at a fixed batch of 64 (the pass before issue
+    19), fp32 in token batches, and the precision `features.precision: auto` picks here (token batches)."""
+    from w2s.data import token_batches
+
+    cfg = model_config(model_name)
+    texts, _ = movie_texts("rotten_tomatoes")
+    ids, pad_id = token_ids(model_name, texts[:rows], int(cfg.max_length))
+    lengths = [len(x) for x in ids]
+    chosen = "bf16" if feat.native_bf16(torch.device("cpu")) else "fp32"
+    fixed = BucketSampler(lengths, 64, shuffle=False).batches()
+    budget = token_batches(lengths, max_tokens)
+    feats, secs = {}, {}
+    net = models.Classifier(models.load_backbone(cfg), cfg.pooling, n_out=1).eval()
+    for side, precision, batches in (
+        ("fp32_batch64", "fp32", fixed),
+        ("fp32", "fp32", budget),
+        (chosen, chosen, budget),
+    ):
+        feats[side], secs[side] = _timed_pass(
+            *feat.frozen(net, precision, torch.device("cpu")), ids, pad_id, batches
+        )
+    cos = torch.nn.functional.cosine_similarity(feats[chosen], feats["fp32"], dim=-1)
+    return {
+        "model": model_name,
+        "rows": len(ids),
+        "chosen": chosen,
+        "per_s": {k: round(len(ids) / v, 1) for k, v in secs.items()},
+        "ratio": round(secs["fp32"] / secs[chosen], 2),
+        "ratio_vs_batch64": round(secs["fp32_batch64"] / secs[chosen], 2),
+        "padding": {
+            "batch64": round(padding_fraction(lengths, fixed), 4),
+            "token_budget": round(padding_fraction(lengths, budget), 4),
+        },
+        "min_cosine": round(float(cos.min()), 6),
+        "fp32_token_vs_batch64_max_abs_diff": float((feats["fp32"] - feats["fp32_batch64"]).abs().max()),
+    }
+
+
+# --- 3c. the peers: what users would pick instead, on the same work --------------------------------------------
+
+
+class _HFWrap(torch.nn.Module):
+    """Our classifier with the HF Trainer's calling convention (keyword tensors in, loss and logits out)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: Any = None) -> dict:
+        logits = self.net({"input_ids": input_ids, "attention_mask": attention_mask})
+        out = {"logits": logits}
+        if labels is not None:
+            out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
+        return out
+
+
+def hf_trainer(model_name: str, ids: list[list[int]], labels: list[int], batch: int, grouped: bool) -> Any:
+    """A `transformers.Trainer` with the same optimizer, lr and schedule as ours; `grouped` = group_by_length."""
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
+
+    tok = models.load_tokenizer(model_config(model_name))
+    rows = [
+        {"input_ids": x, "attention_mask": [1] * len(x), "labels": y}
+        for x, y in zip(ids, labels, strict=True)
+    ]
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(prefix="w2s-bench-hf-"),
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=64,
+        num_train_epochs=1,
+        learning_rate=1e-4,
+        lr_scheduler_type="cosine",
+        optim="adamw_torch",
+        weight_decay=0.0,
+        save_strategy="no",
+        logging_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if grouped else "random",
+        seed=0,
+    )
+    trainer = Trainer(
+        model=_HFWrap(classifier(model_name)),
+        args=args,
+        train_dataset=rows,
+        eval_dataset=rows,
+        data_collator=DataCollatorWithPadding(tok),
+    )
+    trainer.remove_callback(PrinterCallback)  # its per-run metrics line; ours prints the figures
+    return trainer
+
+
+def openai_epoch(
+    net: torch.nn.Module, ids: list[list[int]], labels: list[int], pad_id: int, batch: int
+) -> float:
+    """openai/weak-to-strong's loop style: shuffled rows, each minibatch padded to its own longest row; seconds."""
+    from w2s.data import pad
+
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    steps = -(-len(ids) // batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(1.0, s / steps))))
+    order = np.random.default_rng(0).permutation(len(ids))
+    t0 = time.perf_counter()
+    for s in range(0, len(ids), batch):
+        part = order[s : s + batch].tolist()
+        x, m = pad([ids[i] for i in part], pad_id, left=False)
+        logits = net({"input_ids": x, "attention_mask": m})
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor([labels[i] for i in part]))
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - t0
+
+
+def openai_labels(net: torch.nn.Module, ids: list[list[int]], pad_id: int, batch: int = 64) -> float:
+    """openai-style inference: rows in dataset order, each batch padded to its own longest row; seconds."""
+    from w2s.data import pad
+
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, len(ids), batch):
+            x, m = pad(ids[s : s + batch], pad_id, left=False)
+            torch.softmax(net({"input_ids": x, "attention_mask": m}).float(), -1)
+    return time.perf_counter() - t0
+
+
+def peers(model_name: str, train_rows: int, label_rows: int, batch: int = 16) -> dict[str, Any]:
+    """Seconds of the HF Trainer (with and without group_by_length) and openai's loop style against our bare
+    loop, for one training epoch (full finetuning, batch 16) and for label generation; ratio = peer / ours."""
+    from w2s.data import token_batches
+    from w2s.module import predict
+
+    texts, labels = movie_texts("rotten_tomatoes")
+    ids, pad_id = token_ids(model_name, texts[: max(train_rows, label_rows)], MAX_LENGTH)
+    tr_ids, tr_y = ids[:train_rows], labels[:train_rows]
+    rows_ = Examples(tr_ids, tr_y, list(range(len(tr_ids))))
+    train = {"ours": bare_epoch(classifier(model_name), loader(rows_, batch, Collate(pad_id), True), lr=1e-4)}
+    for grouped in (False, True):
+        trainer = hf_trainer(model_name, tr_ids, tr_y, batch, grouped)
+        t0 = time.perf_counter()
+        trainer.train()
+        train["hf_grouped" if grouped else "hf"] = time.perf_counter() - t0
+    train["openai"] = openai_epoch(classifier(model_name), tr_ids, tr_y, pad_id, batch)
+
+    lab_ids = ids[:label_rows]
+    net = classifier(model_name).eval()
+    lab_rows = Examples(lab_ids, [0.0] * len(lab_ids), list(range(len(lab_ids))))
+    batches = torch.utils.data.DataLoader(
+        lab_rows, batch_sampler=token_batches(lab_rows.lengths(), 1024), collate_fn=Collate(pad_id)
+    )
+    t0 = time.perf_counter()
+    predict(net, batches)
+    label = {"ours": time.perf_counter() - t0}
+    for grouped in (False, True):
+        trainer = hf_trainer(model_name, lab_ids, [0] * len(lab_ids), batch, grouped)
+        trainer.model = _HFWrap(net)
+        t0 = time.perf_counter()
+        trainer.predict(trainer.eval_dataset)
+        label["hf_grouped" if grouped else "hf"] = time.perf_counter() - t0
+    label["openai"] = openai_labels(net, lab_ids, pad_id)
+    ratio = {
+        stage: {k: round(v / d["ours"], 2) for k, v in d.items() if k != "ours"}
+        for stage, d in (("train", train), ("labels", label))
+    }
+    return {
+        "model": model_name,
+        "train_rows": len(tr_ids),
+        "label_rows": len(lab_ids),
+        "seconds": {
+            s: {k: round(v, 2) for k, v in d.items()} for s, d in (("train", train), ("labels", label))
+        },
+        "ratio": ratio,
+    }
+
+
 # --- 4. sweep reuse ---------------------------------------------------------------------------------------------
 
 
@@ -398,6 +604,8 @@ def _measure(p: dict[str, Any], quick: bool) -> dict[str, Any]:
         ("overhead", lambda: overhead(p["model"], p["overhead_rows"], repeats=p["repeats"])),
         ("padding", lambda: padding("tiny-bert" if quick else "minilm-l6", p["limit"])),
         ("labels", lambda: label_speed(p["model"], p["label_rows"], p["naive_batch"])),
+        ("features", lambda: feature_pass(p["feature_model"], p["feature_rows"])),
+        ("peers", lambda: peers(p["model"], p["peer_train_rows"], p["peer_label_rows"])),
         ("sweep", lambda: sweep(**p["sweep"])),
         ("memory", lambda: memory(p["memory_models"], p["memory_rows"], p["memory_stages"])),
     ]
@@ -425,6 +633,21 @@ def format_report(f: dict[str, Any]) -> str:
         f"label generation ({lab['model']}, {lab['rows']} rows): ours {lab['ours_per_s']:.0f} ex/s (batch "
         f"{lab['ours_eval_batch']}), naive {lab['naive_per_s']:.0f} ex/s (batch {lab['naive_batch']}), "
         f"ours/naive speed {lab['ratio']:.2f}"
+    )
+    fp, pe = f["features"], f["peers"]
+    lines.append(
+        f"feature pass ({fp['model']}, {fp['rows']} rows): fp32 {fp['per_s']['fp32']:.1f}/s (token batches; "
+        f"{fp['per_s']['fp32_batch64']:.1f}/s at batch 64), {fp['chosen']} "
+        f"{fp['per_s'][fp['chosen']]:.1f}/s, {fp['chosen']}/fp32 speed {fp['ratio']:.2f} "
+        f"({fp['ratio_vs_batch64']:.2f} vs batch 64); min cosine to fp32 {fp['min_cosine']:.5f}; padding "
+        f"{fp['padding']['batch64']:.1%} at batch 64, {fp['padding']['token_budget']:.1%} in token batches"
+    )
+    rt, rl = pe["ratio"]["train"], pe["ratio"]["labels"]
+    lines.append(
+        f"peers ({pe['model']}; time / our bare loop): training {pe['train_rows']} rows: HF Trainer {rt['hf']:.2f}, "
+        f"with group_by_length {rt['hf_grouped']:.2f}, openai-style {rt['openai']:.2f}; labels {pe['label_rows']} "
+        f"rows: HF Trainer {rl['hf']:.2f}, with group_by_length {rl['hf_grouped']:.2f}, openai-style "
+        f"{rl['openai']:.2f}"
     )
     g = sw["grid"]
     lines.append(

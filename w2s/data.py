@@ -264,3 +264,20 @@ def padding_fraction(lengths: Sequence[int], batches: list[list[int]]) -> float:
     lengths = np.asarray(lengths)
     total = sum(len(b) * lengths[b].max() for b in batches)
     return float(1 - lengths.sum() / total) if total else 0.0
+
+
+def token_batches(lengths: Sequence[int], max_tokens: int, max_rows: int | None = None) -> list[list[int]]:
+    """Inference batches with little padding: rows longest first, each batch as many rows as fit `max_tokens`
+    padded positions (and `max_rows`). A fixed batch pads a short row to a long one's width and makes batches
+    of long rows too large for the CPU's caches; a token budget keeps both in check. Rows carry their index."""
+    lengths = np.asarray(lengths)
+    batches: list[list[int]] = []
+    width = 0
+    for i in np.argsort(-lengths, kind="stable").tolist():
+        if batches and len(batches[-1]) < (max_rows or len(lengths)):
+            if (len(batches[-1]) + 1) * width <= max_tokens:
+                batches[-1].append(i)
+                continue
+        batches.append([i])
+        width = max(int(lengths[i]), 1)
+    return batches

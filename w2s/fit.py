@@ -192,6 +192,7 @@ def train_key(cfg: Any, kind: Any, model_cfg: Any, split: str, labels_from: Any,
         "eval_points": cfg.analysis.get("eval_points"),
         "seed": int(cfg.seed),
         **kind.key(),
+        **({"features": p} if (p := kind.feature_precision(model_cfg)) else {}),
     }
 
 

@@ -23,10 +23,10 @@ import torch
 from datasets import Dataset, DatasetDict
 from hydra.utils import instantiate
 
-from w2s import analysis, models
+from w2s import analysis, dist, models
 from w2s.data import AnswerCollate, Collate, Examples, loader
 from w2s.errors import ConfigError
-from w2s.features import features, tokenize
+from w2s.features import feature_precision, features, tokenize
 from w2s.generative import (
     SELECT,
     TIE_BREAK,
@@ -50,11 +50,9 @@ class TaskData:
     info: dict[str, Any]
     key: dict[str, Any]
 
-    def content_key(self) -> dict[str, str]:
-        """The rows' content only: features depend on it, not on the seed's split."""
-        import hashlib
-
-        return {"rows": hashlib.sha256("".join(self.splits["all"]["hash"]).encode()).hexdigest()}
+    def rows_used(self) -> list[int]:
+        """The task rows some split of this run holds (frozen features are computed for these only)."""
+        return sorted({i for name, part in self.splits.items() if name != "all" for i in part["idx"]})
 
 
 def load_state(net: torch.nn.Module, artifact: Path) -> torch.nn.Module:
@@ -74,7 +72,7 @@ def build_network(
     """The trainable network of one train mode; `head_init` [D] seeds a one-score (reward) head."""
     n_out = N_OUT[kind]
     builders = {
-        "probe": lambda: models.Head(inputs[0].shape[-1], n_out),
+        "probe": lambda: models.Head(next(x for x in inputs if x is not None).shape[-1], n_out),
         "full": lambda: models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out),
         "lora": lambda: models.add_lora(
             models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out), model_cfg
@@ -122,13 +120,24 @@ class Scored:
     def info(self) -> dict[str, Any]:
         return {}
 
+    def feature_precision(self, model_cfg: Any) -> str | None:
+        """What a probe's frozen features were computed in (bf16 where native): part of its stage's key."""
+        return feature_precision(self.cfg, model_cfg) if model_cfg.train_mode == "probe" else None
+
     def _view(self, model_cfg: Any) -> tuple[list[Any], Collate]:
         """Per-row inputs of the task for this model: cached features (probe) or token ids (full, LoRA)."""
         if model_cfg.name not in self._inputs:
             ds = self.data.splits["all"]
-            if model_cfg.train_mode == "probe":
-                feats = features(self.cfg, model_cfg, self.cfg.task, ds, self.data.content_key())
-                self._inputs[model_cfg.name] = (list(feats), Collate())
+            if model_cfg.train_mode == "probe":  # only the rows the run's splits hold; rank 0 computes them
+                idx = self.data.rows_used()
+                feats = features(self.cfg, model_cfg, self.cfg.task, ds, idx) if dist.is_zero() else None
+                dist.barrier()
+                if feats is None:
+                    feats = features(self.cfg, model_cfg, self.cfg.task, ds, idx)
+                inputs: list[Any] = [None] * len(ds)
+                for i, f in zip(idx, feats, strict=True):
+                    inputs[i] = f
+                self._inputs[model_cfg.name] = (inputs, Collate())
             else:
                 ids, tok = tokenize(model_cfg, self.cfg.task, ds)
                 self._inputs[model_cfg.name] = (ids, Collate(pad_id=tok.pad_token_id))
@@ -222,6 +231,10 @@ class Generative:
 
     def info(self) -> dict[str, Any]:
         return {"prompts_truncated": {n: len(e.truncated) for n, e in self._enc.items()}}
+
+    def feature_precision(self, model_cfg: Any) -> str | None:
+        """A generative probe's hidden states are computed per stage in the decoder's own dtype."""
+        return None
 
     def _view(self, model_cfg: Any) -> Encoded:
         if model_cfg.name not in self._enc:

@@ -171,6 +171,4 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for hook in active:
         results.update(hook.run(ctx))
     results.update(gen_finetune=gft, task_info={**data.info, **kind.info()}, selected_by=kind.select)
-    return write_results(
-        cfg, results, data.splits, ladder.stages, ceiling_on, [cfg.supervisor, *chain, student], t0
-    )
+    return write_results(cfg, results, kind, ladder.stages, ceiling_on, [cfg.supervisor, *chain, student], t0)

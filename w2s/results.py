@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from datasets import DatasetDict
 from omegaconf import DictConfig, OmegaConf
 
 from w2s import artifacts, dist, models
@@ -19,7 +18,7 @@ log = logging.getLogger(__name__)
 def write_results(
     cfg: DictConfig,
     results: dict[str, Any],
-    splits: DatasetDict,
+    kind: Any,
     stages: dict[str, Any],
     ceiling_on: str,
     ladder: list[Any],
@@ -38,8 +37,12 @@ def write_results(
         processes=dist.size(),
         early_stop=cfg.early_stop.mode,
         ceiling_on=ceiling_on,
-        splits={name: len(splits[name]) for name in splits if name != "all"},
+        splits={name: len(part) for name, part in kind.data.splits.items() if name != "all"},
         stages={name: str(s.path) for name, s in stages.items()},
+        precision={
+            name: {"training": str(cfg.trainer.precision), "features": kind.feature_precision(s.model)}
+            for name, s in stages.items()
+        },
         config=OmegaConf.to_container(cfg, resolve=True),
         git_sha=models.git_sha(),
         versions=artifacts.versions(),
