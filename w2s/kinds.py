@@ -143,6 +143,10 @@ class Scored:
                 self._inputs[model_cfg.name] = (ids, Collate(pad_id=tok.pad_token_id))
         return self._inputs[model_cfg.name]
 
+    def prepare(self, model_cfg: Any) -> None:
+        """Compute what the model sees of the task (cached per model) before a stage seeds its RNG."""
+        self._view(model_cfg)
+
     def collate(self, model_cfg: Any) -> Collate:
         return self._view(model_cfg)[1]
 
@@ -240,6 +244,9 @@ class Generative:
         if model_cfg.name not in self._enc:
             self._enc[model_cfg.name] = Encoded(model_cfg, self.data.splits["all"], self.max_answer)
         return self._enc[model_cfg.name]
+
+    def prepare(self, model_cfg: Any) -> None:
+        self._view(model_cfg)
 
     def collate(self, model_cfg: Any) -> AnswerCollate:
         return AnswerCollate(self._view(model_cfg).tok.pad_token_id)
