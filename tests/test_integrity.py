@@ -57,14 +57,14 @@ def _csv(path: Path, flip: bool = False, n: int = 400) -> Path:
 def test_editing_a_custom_file_in_place_rebuilds_from_the_new_content(cfg_factory, tmp_path):
     data = _csv(tmp_path / "data.csv")
     cfg = cfg_factory(*TINY, "task=custom", f"task.path={data}")
-    data = task_stage(cfg)
-    before = {r["text"]: r["label"] for r in data.splits["all"]}
+    first = task_stage(cfg)
+    before = {r["text"]: r["label"] for r in first.splits["all"]}
     mtime = data.stat().st_mtime_ns
     _csv(data, flip=True)  # same path, same size, every label inverted
     os.utime(data, ns=(mtime, mtime))  # even with the old mtime (a copy that preserves times)
     data2 = task_stage(cfg)
     after = {r["text"]: r["label"] for r in data2.splits["all"]}
-    assert artifacts.key_hash(data.key) != artifacts.key_hash(data2.key)
+    assert artifacts.key_hash(first.key) != artifacts.key_hash(data2.key)
     assert after and all(after[t] == 1 - before[t] for t in after)
     assert built(cfg.paths.artifact_root, 0)["task"] == 2
 

@@ -191,7 +191,7 @@ def test_two_processes_asking_for_one_artifact_build_it_once(tmp_path):
 
 def _weak_labels(cfg) -> np.ndarray:
     (path,) = (Path(cfg.paths.artifact_root) / "labels").glob("*/labels")
-    return np.asarray(load_from_disk(str(path))["transfer"]["prob"])
+    return np.asarray(load_from_disk(str(path))["transfer"]["label"])
 
 
 def test_same_seed_identical_labels_and_metrics_other_seed_differs(tmp_path):
@@ -220,7 +220,7 @@ def _custom_missing_text(tmp: Path) -> list[str]:
 
 BAD = {
     "unknown-task": (lambda t: ["task=nope"], "nope", 1),
-    "negative-split": (lambda t: ["split.weak=-1"], "split.weak=-1 must be a positive int", 2),
+    "negative-split": (lambda t: ["split.weak=-1"], "split.weak=-1 must be a count", 2),
     "alpha-out-of-range": (lambda t: ["loss=conf", "loss.alpha_max=2"], "loss.alpha_max=2 must be", 2),
     "split-larger-than-data": (lambda t: ["split.test=10000000"], "but the task has only 400", 2),
     "seed-not-int": (lambda t: ["seed=abc"], "seed='abc' must be a non-negative integer", 2),

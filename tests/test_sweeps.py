@@ -10,7 +10,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from w2s.config import CONF_DIR, choices
 
-GRIDS = {"nlp_grid": 528, "chess_grid": 6, "offline_nlp": 12, "offline_chess": 6, "tiny": 8}
+GRIDS = {
+    "nlp_grid": 528,
+    "chess_grid": 6,
+    "offline_nlp": 12,
+    "offline_chess": 6,
+    "tiny": 8,
+    "offline_suite": 120,
+}
 GROUPS = {"task": "task", "supervisor": "model", "student": "model", "loss": "loss"}
 
 

@@ -459,7 +459,7 @@ def sweep_counts(tasks: list[str], students: list[str], losses: list[str], force
     """Run the grid on tiny models; count supervisor trainings and label generations really executed."""
     from w2s.pipeline import run
 
-    since = time.time()
+    built: list[tuple[str, Any]] = []
     t0 = time.perf_counter()
     for task in tasks:
         for student in students:
@@ -471,8 +471,9 @@ def sweep_counts(tasks: list[str], students: list[str], losses: list[str], force
                     f"student={student}",
                     f"loss={loss}",
                 ]
+                since = time.time()  # per run: a forced rebuild replaces the same folder
                 run(_compose([*overrides, f"force={str(force).lower()}"], root))
-    built = artifacts.builds(root / "artifacts", since)
+                built += artifacts.builds(root / "artifacts", since)
     return {
         "runs": len(tasks) * len(students) * len(losses),
         "supervisor_trainings": sum(k == "train" and key["split"] == "weak" for k, key in built),

@@ -217,7 +217,9 @@ def train_stage(
     select = cfg.early_stop.mode
 
     def build(out: Path) -> dict[str, Any]:
-        kind.prepare(model_cfg)  # inputs first: building a backbone draws random numbers the seed must not see
+        kind.prepare(
+            model_cfg
+        )  # inputs first: building a backbone draws random numbers the seed must not see
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
         net = kind.network(model_cfg)
         dm = WeakLabelDataModule(
