@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +33,17 @@ def make_cfg(tmp_path: Path, overrides: list[str] | None = None) -> DictConfig:
 def built(root: str | Path, since: float) -> Counter:
     """Artifacts built (not reused) under `root` since `since`, counted by kind, whichever process built them."""
     return Counter(kind for kind, _ in artifacts.builds(root, since))
+
+
+def zip_maker(payload: bytes):
+    """A stand-in for an offline model package's zip: a config and a weight file holding `payload`."""
+
+    def make(out: Path) -> None:
+        with zipfile.ZipFile(out, "w") as z:
+            z.writestr("m/config.json", "{}")
+            z.writestr("m/model.safetensors", payload)
+
+    return make
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import built
+from conftest import built, zip_maker
 from datasets import load_from_disk
 
 from w2s import artifacts, fit, models
@@ -288,30 +287,21 @@ def test_task_errors_raised_inside_loaders_are_not_wrapped(cfg_factory, tmp_path
 # --- supply chain -------------------------------------------------------------------------------------------------
 
 
-def _zip_maker(payload: bytes):
-    def make(out: Path) -> None:
-        with zipfile.ZipFile(out, "w") as z:
-            z.writestr("m/config.json", "{}")
-            z.writestr("m/model.safetensors", payload)
-
-    return make
-
-
 def test_assembled_model_verified_against_pin_and_before_each_use(tmp_path, monkeypatch):
     monkeypatch.setenv("W2S_MODEL_CACHE", str(tmp_path))
     good = tmp_path / "probe.zip"
-    _zip_maker(b"weights")(good)
+    zip_maker(b"weights")(good)
     pin = artifacts.file_sha256(good)
     with pytest.raises(models.ModelError, match="sha256 mismatch"):  # a tampered source file
-        models._assembled("bad", _zip_maker(b"weightz"), pin, convert_gguf=False)
-    hf = models._assembled("ok", _zip_maker(b"weights"), pin, convert_gguf=False)
+        models._assembled("bad", zip_maker(b"weightz"), pin, convert_gguf=False)
+    hf = models._assembled("ok", zip_maker(b"weights"), pin, convert_gguf=False)
     assert (hf / "model.safetensors").read_bytes() == b"weights"
-    assert models._assembled("ok", _zip_maker(b"weights"), pin, convert_gguf=False) == hf
+    assert models._assembled("ok", zip_maker(b"weights"), pin, convert_gguf=False) == hf
     (hf / "model.safetensors").write_bytes(b"weighta")  # tampered in the cache after assembly
     with pytest.raises(
         models.ModelError, match=r"sha256 mismatch in the assembled model .*model.safetensors"
     ):
-        models._assembled("ok", _zip_maker(b"weights"), pin, convert_gguf=False)
+        models._assembled("ok", zip_maker(b"weights"), pin, convert_gguf=False)
 
 
 def test_tampered_package_copy_fails_with_clear_error(tmp_path, monkeypatch):
