@@ -14,6 +14,8 @@ def _killed_while_starting(signum, frame):  # imports take seconds; nothing is w
 signal.signal(signal.SIGTERM, _killed_while_starting)  # also the handler again once `main` has returned
 
 import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from w2s import dist, signals, tracking  # noqa: E402
@@ -35,11 +37,9 @@ def main(cfg: DictConfig) -> float | None:
                     results = run(cfg)
                 signals.check_terminated()
             except UserError as e:  # a bad value the user typed or supplied: one line naming it, no traceback
-                print(f"error: {e}", file=sys.stderr, flush=True)
-                sys.exit(2)
+                _fail(2, e)
             except NonFiniteLoss as e:  # diverged: the step and the batch's example ids, no traceback
-                print(f"error: {e}", file=sys.stderr, flush=True)
-                sys.exit(3)
+                _fail(3, e)
             if dist.is_zero():
                 print(tracking.format_table(results), flush=True)
     except signals.Terminated:
@@ -53,6 +53,18 @@ def main(cfg: DictConfig) -> float | None:
             logging.shutdown()
             os._exit(143)
     return results["pgr"].get("acc")
+
+
+class JobFailed(Exception):
+    """A multirun job that stopped on a clean error: Hydra records it as failed and runs the other jobs (a
+    SystemExit in a joblib worker ends the whole sweep), then the sweep exits non-zero."""
+
+
+def _fail(code: int, e: Exception) -> None:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise JobFailed(f"exit {code}: {e}") from None
+    sys.exit(code)
 
 
 def _exit(code: int) -> None:

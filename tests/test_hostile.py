@@ -115,3 +115,25 @@ def test_bad_input_is_one_error_line_and_exit_2(case: str, tmp_path: Path) -> No
     assert len(errors[0]) < 1000, f"{len(errors[0])} chars"
     assert "Traceback" not in proc.stderr + proc.stdout
     _nothing_partial(root)
+
+
+@pytest.mark.slow
+def test_a_bad_cell_fails_alone_in_a_local_sweep(tmp_path: Path) -> None:
+    """One job of a joblib multirun with an impossible split: it fails with its error line, the others still
+    write results, and the sweep exits non-zero (a SystemExit in a worker used to end every job)."""
+    sweep = tmp_path / "sweep"
+    args = [*TINY, "hydra/launcher=local", "split.weak=100,900000,101", f"hydra.sweep.dir={sweep}",
+            f"paths.artifact_root={tmp_path / 'art'}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "-m", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "error: splits ask for 900260 examples" in proc.stderr
+    assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == ["0", "2"]
+    _nothing_partial(tmp_path / "art")

@@ -81,12 +81,6 @@ def board_from_text(prompt_or_fen: str) -> chess.Board:
     return board_from_prompt(text)
 
 
-def board_from_row(row: dict[str, Any]) -> chess.Board:
-    """The position a row asks about: its `fen` column when present, else its replayed `prompt`."""
-    fen = row.get("fen")
-    return chess.Board(fen) if fen else board_from_prompt(row["prompt"])
-
-
 # ----------------------------------------------------------------------------------------------- metrics
 def parse_move(board: chess.Board, text: str) -> chess.Move | None:
     """The legal move a generation names, or None. Reads its first token; tolerates a leading move number
@@ -101,12 +95,6 @@ def parse_move(board: chess.Board, text: str) -> chess.Move | None:
         return board.parse_san(tok)
     except ValueError:
         return None
-
-
-def normalize_san(board: chess.Board, text: str) -> str | None:
-    """Canonical SAN of the move `text` names in `board` (with +/# as python-chess writes it), or None."""
-    move = parse_move(board, text)
-    return None if move is None else board.san(move)
 
 
 def move_metrics(
