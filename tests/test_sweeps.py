@@ -16,7 +16,7 @@ GRIDS = {
     "offline_nlp": 12,
     "offline_chess": 6,
     "tiny": 8,
-    "offline_suite": 120,
+    "offline_suite": 240,
 }
 GROUPS = {"task": "task", "supervisor": "model", "student": "model", "loss": "loss"}
 

@@ -409,7 +409,9 @@ def plot_figure3(cells: pd.DataFrame, out: Path, metric: str = "acc") -> Path:
         for k, sup in enumerate(sups):
             name = f" ({sup})" if len(sups) > 1 else ""
             weak = t[t["supervisor"] == sup]["weak"].mean()
-            ax.axhline(weak, color="grey", ls=":", label=f"weak supervisor{name}")
+            ax.axhline(
+                weak, color=["grey", "tab:brown", "tab:purple"][k % 3], ls=":", label=f"weak supervisor{name}"
+            )
             for loss in losses:
                 s = t[(t["loss"] == loss) & (t["supervisor"] == sup)]
                 ax.errorbar(s["student_params"], s["w2s"], yerr=s["w2s_std"].fillna(0), color=colors[loss],
@@ -427,6 +429,14 @@ def plot_figure3(cells: pd.DataFrame, out: Path, metric: str = "acc") -> Path:
     path = _save(fig, out / "figure3.png")
     plt.close(fig)
     return path
+
+
+def _pgr_limits(cells: pd.DataFrame) -> tuple[float, float]:
+    """The PGR axis spans the cells that count (gap large enough), and 0: the left-apart ones are clipped."""
+    inc = cells.loc[cells["included"], "pgr"].dropna()
+    lo, hi = (inc.min(), inc.max()) if len(inc) else (-1.0, 1.0)
+    pad = 0.1 * max(hi - lo, 0.5)
+    return min(lo, 0.0) - pad, max(hi, 0.0) + pad
 
 
 def plot_task_pgr(cells: pd.DataFrame, agg: pd.DataFrame, out: Path) -> Path:
@@ -458,10 +468,11 @@ def plot_task_pgr(cells: pd.DataFrame, agg: pd.DataFrame, out: Path) -> Path:
             if len(med) and not np.isnan(med.iloc[0]):
                 ax.axhline(med.iloc[0], color=colors[loss], ls="--", lw=1, label=f"median {loss}")
         ax.axhline(0, color="grey", lw=0.5)
+        ax.set_ylim(*_pgr_limits(part))
         ax.set_xticks(np.arange(len(tasks)))
         ax.set_xticklabels(tasks, rotation=35, ha="right", fontsize=7)
         ax.set_ylabel("PGR")
-        ax.set_title(f"{sup} -> {stu} (hatched: gap too small, not in the median)", fontsize=9)
+        ax.set_title(f"{sup} -> {stu} (hatched: gap too small, not in the median; clipped)", fontsize=9)
         ax.legend(fontsize=7, ncol=2 * len(losses))
     fig.tight_layout()
     path = _save(fig, out / "pgr_by_task.png")
@@ -469,18 +480,28 @@ def plot_task_pgr(cells: pd.DataFrame, agg: pd.DataFrame, out: Path) -> Path:
     return path
 
 
-def plot_pgr_vs_gap(cells: pd.DataFrame, out: Path) -> Path:
-    """PGR against the room to recover (ceiling - weak), one point per (task, student, loss)."""
+def plot_pgr_vs_gap(cells: pd.DataFrame, out: Path, min_gap: float = MIN_GAP) -> Path:
+    """PGR against the room to recover (ceiling - weak), one point per (task, supervisor, student, loss). Cells
+    below `min_gap` are hollow and clipped to the plot's edge: a tiny gap divides noise into PGRs of +-5 that
+    would otherwise set the scale."""
     plt = _plt()
     losses = sorted(cells["loss"].unique())
     colors = dict(zip(losses, plt.cm.tab10.colors, strict=False))
     markers = dict(zip(sorted(cells["student"].unique()), "osD^v", strict=False))
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    lo, hi = _pgr_limits(cells)
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
     for (loss, stu), s in cells.groupby(["loss", "student"]):
-        ax.scatter(s["gap"], s["pgr"], color=colors[loss], marker=markers[stu], s=22, label=f"{loss}, {stu}")
+        for kept, part in s.groupby("included"):
+            face = colors[loss] if kept else "none"
+            label = f"{loss}, {stu}" if kept else None
+            ax.scatter(part["gap"], part["pgr"].clip(lo, hi), marker=markers[stu], s=22, edgecolors=colors[loss],
+                       facecolors=face, label=label)  # fmt: skip
     ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(min_gap, color="grey", lw=0.5, ls=":")
+    ax.set_ylim(lo, hi)
     ax.set_xlabel("ceiling - weak (test accuracy)")
     ax.set_ylabel("PGR")
+    ax.set_title(f"hollow: gap < {min_gap}, left apart (PGR clipped to the frame)", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = _save(fig, out / "pgr_vs_gap.png")
@@ -521,7 +542,7 @@ def write_report(
             fig3 = [
                 plot_figure3(naive, out, metric),
                 plot_task_pgr(naive, agg, out),
-                plot_pgr_vs_gap(naive, out),
+                plot_pgr_vs_gap(naive, out, min_gap),
             ]
     return {"out": out, "runs": len(df), "missing": missing, "pngs": pngs, "summary": summary, "medians": med,
             "task_pgr": cells, "pgr_over_tasks": agg, "figure3_pngs": fig3}  # fmt: skip
