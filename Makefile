@@ -42,7 +42,7 @@ install-apt:  ## Debian packages: Stockfish, SLURM + munge + accounting (as root
 demo: install install-offline  ## the embedded default: Rotten Tomatoes, MiniLM-L6 -> MPNet-base, 3 stages + PGR
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) train.py
 
-suite: install install-offline install-ladder  ## the offline Figure 3: 10 tasks x {SmolLM2, MiniLM} -> {Gemma, Qwen} x 2 losses x 3 seeds (~1 h), then its report
+suite: install install-offline install-ladder  ## the offline Figure 3: 10 tasks x {SmolLM2, MiniLM} -> {Gemma, Qwen} x 2 losses x 3 seeds (1-1.5 h), then its report
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) train.py -m +sweep=offline_suite hydra.sweep.dir=$(SUITE_DIR)
 	$(PY) -m w2s.report $(SUITE_DIR)
 

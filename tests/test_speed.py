@@ -81,6 +81,15 @@ def test_precision_choice_and_override(cfg_factory, monkeypatch):
         features.feature_precision(cfg, sup)
 
 
+def test_offline_qwen_stays_fp32_under_auto(cfg_factory, monkeypatch):
+    """Its bf16 probes lost accuracy (docs/RESULTS.md): the default config pins it, other models stay bf16."""
+    cfg = cfg_factory(*TINY, "student=qwen2.5-0.5b-offline")
+    monkeypatch.setattr(features, "device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(features, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert features.feature_precision(cfg, cfg.student) == "fp32"
+    assert features.feature_precision(cfg, cfg.supervisor) == "bf16"
+
+
 def test_precision_keys_the_store_and_is_recorded(cfg_factory):
     ds = None
     stores = {}
