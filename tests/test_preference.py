@@ -13,7 +13,7 @@ from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 import w2s.tasks.preference as pref
-from w2s.chess import EngineNotFound, board_from_text, find_engine, open_engine, score_cp
+from w2s.chess import EngineNotFound, find_engine, open_engine, score_cp
 from w2s.tasks import load_task
 from w2s.tasks.chess_gen import generate_preferences
 
@@ -119,7 +119,7 @@ def test_chess_preference_is_oracle_labelled_balanced_and_cached(tmp_path):
     engine = open_engine()
     try:  # re-ask the engine about a few pairs: the labelled-better move scores higher
         for row in ds.select(range(6)):
-            board = board_from_text(row.get("fen") or row["prompt"])
+            board = chess.Board(row["fen"])
             moves = [board.parse_san(row["first"]), board.parse_san(row["second"])]
             infos = engine.analyse(
                 board, chess.engine.Limit(depth=6), multipv=2, root_moves=moves, game=object()
