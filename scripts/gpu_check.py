@@ -113,10 +113,10 @@ def network(model_cfg: Any) -> Any:
     """The scored network of `train_mode: full`, seeded so both sides start from the same weights."""
     import torch
 
-    from w2s import models
+    from w2s import models, networks
 
     torch.manual_seed(0)
-    return models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out=2)
+    return networks.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out=2)
 
 
 def sync(device: Any) -> None:

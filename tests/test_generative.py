@@ -13,7 +13,7 @@ from conftest import built
 from datasets import Dataset, load_from_disk
 from omegaconf import open_dict
 
-from w2s import models
+from w2s import tiny
 from w2s.chess import same_move
 from w2s.config import ConfigError, validate
 from w2s.data import AnswerCollate
@@ -65,7 +65,7 @@ def test_same_move_compares_moves_not_strings():
 
 
 def test_encode_keeps_the_answer_and_cuts_the_prompt_on_the_left():
-    tok = models.byte_tokenizer()
+    tok = tiny.byte_tokenizer()
     ids, n, cut = encode(tok, "abcdefghij", "Qh5", max_length=8)
     answer = tok(" Qh5", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert n == len(answer) and ids[-n:] == answer and cut
@@ -75,7 +75,7 @@ def test_encode_keeps_the_answer_and_cuts_the_prompt_on_the_left():
 
 
 def test_collate_positions_predict_exactly_the_answer_tokens():
-    tok = models.byte_tokenizer()
+    tok = tiny.byte_tokenizer()
     enc = [
         encode(tok, p, a, 64)
         for p, a in (("1. e4 e5 2.", "Nf3"), ("a", "Qxf7#"), ("long prompt here", "O-O"))

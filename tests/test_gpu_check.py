@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from w2s import models
+from w2s import tiny
 from w2s.errors import ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,15 +74,15 @@ def test_report_names_failed_and_timed_out_parts(tmp_path):
 def test_random_init_builds_the_architecture_once():
     dims = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1}
     dims |= {"intermediate_size": 32, "vocab_size": 300, "tie_word_embeddings": True}
-    path = models.random_init("t", "qwen2", **dims)
+    path = tiny.random_init("t", "qwen2", **dims)
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["model_type"] == "qwen2" and cfg["num_key_value_heads"] == 1 and cfg["tie_word_embeddings"]
     assert (path / "tokenizer.json").exists()
     stamp = (path / "config.json").stat().st_mtime_ns
-    assert models.random_init("t", "qwen2", **dims) == path
+    assert tiny.random_init("t", "qwen2", **dims) == path
     assert (path / "config.json").stat().st_mtime_ns == stamp  # reused, not rebuilt
-    assert models.random_init("t", "qwen2", **{**dims, "hidden_size": 32}) != path
+    assert tiny.random_init("t", "qwen2", **{**dims, "hidden_size": 32}) != path
     with pytest.raises(ModelError, match="'nope' unknown"):
-        models.random_init("t", "nope", **dims)
+        tiny.random_init("t", "nope", **dims)
     with pytest.raises(ModelError, match="vocab_size=100"):
-        models.random_init("t", "qwen2", **{**dims, "vocab_size": 100})
+        tiny.random_init("t", "qwen2", **{**dims, "vocab_size": 100})

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import built, zip_maker
 
-from w2s import artifacts, models, signals
+from w2s import artifacts, offline, signals
 from w2s.errors import ConfigError, ModelError, StorageError, clip
 from w2s.pipeline import task_stage
 from w2s.tasks import fingerprint
@@ -245,18 +245,18 @@ def test_shared_cache_is_checked_against_the_pin_not_the_sums_beside_it(tmp_path
     good = tmp_path / "probe.zip"
     zip_maker(b"weights")(good)
     pin = artifacts.file_sha256(good)
-    hf = models._assembled("m", zip_maker(b"weights"), pin, convert_gguf=False)
+    hf = offline._assembled("m", zip_maker(b"weights"), pin, convert_gguf=False)
     os.chmod(hf.parent, 0o777)  # now anyone may write it: a shared cache
-    assert models._assembled("m", zip_maker(b"weights"), pin, convert_gguf=False) == hf  # checked, trusted
+    assert offline._assembled("m", zip_maker(b"weights"), pin, convert_gguf=False) == hf  # checked, trusted
     (hf / "model.safetensors").write_bytes(b"evil!!!")  # another user edits the weights ...
-    sums = hf.parent / models.HF_SUMS
-    sums.write_text(json.dumps(models._folder_sums(hf)))  # ... and the checksums stored beside them
-    models._VERIFIED.clear()
+    sums = hf.parent / offline.HF_SUMS
+    sums.write_text(json.dumps(offline._folder_sums(hf)))  # ... and the checksums stored beside them
+    offline._VERIFIED.clear()
     with pytest.raises(ModelError, match="sha256 mismatch"):
-        models._assembled("m", zip_maker(b"weights"), pin, convert_gguf=False)
+        offline._assembled("m", zip_maker(b"weights"), pin, convert_gguf=False)
     shutil.rmtree(tmp_path / "home")  # a user who never used it: rebuilt from the pin and compared
     with pytest.raises(ModelError, match="differs from what its pinned sha256"):
-        models._assembled("m", zip_maker(b"weights"), pin, convert_gguf=False)
+        offline._assembled("m", zip_maker(b"weights"), pin, convert_gguf=False)
 
 
 def test_every_torch_load_is_weights_only():
@@ -273,7 +273,7 @@ def test_every_torch_load_is_weights_only():
 def test_model_source_name_cannot_leave_the_cache(name, tmp_path, monkeypatch):
     monkeypatch.setenv("W2S_MODEL_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ModelError, match="one folder name"):
-        models._assembled(name, zip_maker(b"w"), None, convert_gguf=False)
+        offline._assembled(name, zip_maker(b"w"), None, convert_gguf=False)
     assert not (tmp_path / "escape").exists() and not (tmp_path / "cache").exists()
 
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import built, zip_maker
 from datasets import load_from_disk
 
-from w2s import artifacts, fit, models
+from w2s import artifacts, fit, models, offline
 from w2s.config import ConfigError
 from w2s.module import NonFiniteLoss
 from w2s.pipeline import run
@@ -293,15 +293,15 @@ def test_assembled_model_verified_against_pin_and_before_each_use(tmp_path, monk
     zip_maker(b"weights")(good)
     pin = artifacts.file_sha256(good)
     with pytest.raises(models.ModelError, match="sha256 mismatch"):  # a tampered source file
-        models._assembled("bad", zip_maker(b"weightz"), pin, convert_gguf=False)
-    hf = models._assembled("ok", zip_maker(b"weights"), pin, convert_gguf=False)
+        offline._assembled("bad", zip_maker(b"weightz"), pin, convert_gguf=False)
+    hf = offline._assembled("ok", zip_maker(b"weights"), pin, convert_gguf=False)
     assert (hf / "model.safetensors").read_bytes() == b"weights"
-    assert models._assembled("ok", zip_maker(b"weights"), pin, convert_gguf=False) == hf
+    assert offline._assembled("ok", zip_maker(b"weights"), pin, convert_gguf=False) == hf
     (hf / "model.safetensors").write_bytes(b"weighta")  # tampered in the cache after assembly
     with pytest.raises(
         models.ModelError, match=r"sha256 mismatch in the assembled model .*model.safetensors"
     ):
-        models._assembled("ok", zip_maker(b"weights"), pin, convert_gguf=False)
+        offline._assembled("ok", zip_maker(b"weights"), pin, convert_gguf=False)
 
 
 def test_tampered_package_copy_fails_with_clear_error(tmp_path, monkeypatch):
@@ -311,10 +311,10 @@ def test_tampered_package_copy_fails_with_clear_error(tmp_path, monkeypatch):
     (pkg / "model" / "w.bin").write_bytes(b"real")
     pin = artifacts.file_sha256(pkg / "model" / "w.bin")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert models.package_folder("fakepkg", "model", "x", "w.bin", pin) == pkg / "model"
+    assert offline.package_folder("fakepkg", "model", "x", "w.bin", pin) == pkg / "model"
     (pkg / "model" / "w.bin").write_bytes(b"evil")
     with pytest.raises(models.ModelError, match="sha256 mismatch .* expected " + pin):
-        models.package_folder("fakepkg", "model", "x", "w.bin", pin)
+        offline.package_folder("fakepkg", "model", "x", "w.bin", pin)
 
 
 def test_offline_pins_are_filled_where_the_files_exist():

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from w2s import artifacts, models
+from w2s import artifacts, models, networks
 from w2s import features as feat
 from w2s.config import CONF_DIR, model_config
 from w2s.data import BucketSampler, Collate, Examples, loader, padding_fraction
@@ -86,7 +86,7 @@ def token_ids(model_name: str, texts: list[str], max_length: int) -> tuple[list[
 def classifier(model_name: str) -> torch.nn.Module:
     """Backbone + 2-way head, fully trainable (the `full` train mode), seeded so both sides start equal."""
     torch.manual_seed(0)
-    return models.Classifier(models.load_backbone(model_config(model_name)), "mean", n_out=2)
+    return networks.Classifier(models.load_backbone(model_config(model_name)), "mean", n_out=2)
 
 
 # --- 1. framework overhead ------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def feature_pass(model_name: str, rows: int, max_tokens: int = 1024) -> dict[str
     fixed = BucketSampler(lengths, 64, shuffle=False).batches()
     budget = token_batches(lengths, max_tokens)
     feats, secs = {}, {}
-    net = models.Classifier(models.load_backbone(cfg), cfg.pooling, n_out=1).eval()
+    net = networks.Classifier(models.load_backbone(cfg), cfg.pooling, n_out=1).eval()
     for side, precision, batches in (
         ("fp32_batch64", "fp32", fixed),
         ("fp32", "fp32", budget),

@@ -23,7 +23,7 @@ from datasets import Dataset
 from filelock import FileLock
 from torch import nn
 
-from w2s import artifacts, dist, models
+from w2s import artifacts, dist, models, networks
 from w2s.data import pad, token_batches
 from w2s.errors import ConfigError
 from w2s.progress import track
@@ -210,7 +210,7 @@ def _compute(
         plan += [[span[j] for j in b] for b in token_batches(lengths, int(cfg.features.max_tokens))]
         ends[len(plan) - 1] = (start, stop)
     precision, dev = feature_precision(cfg, model_cfg), device()
-    net = models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out=1)
+    net = networks.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out=1)
     net.layer = model_cfg.get("layer")
     net, ctx = frozen(net, precision, dev)
     out: list[torch.Tensor] = [torch.empty(0)] * len(ids)

@@ -31,7 +31,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from w2s import artifacts, dist, models
+from w2s import artifacts, dist, models, networks
 from w2s.config import decoders
 from w2s.data import AnswerCollate, Examples, loader, pad
 from w2s.features import render
@@ -131,7 +131,7 @@ def build_gen_network(model_cfg: Any) -> GenLM:
         )
     lm = models.load_backbone(model_cfg, causal_lm=True)
     if model_cfg.train_mode == "lora":
-        lm = models.lora_wrap(lm, model_cfg)
+        lm = networks.lora_wrap(lm, model_cfg)
     return GenLM(lm, probe=model_cfg.train_mode == "probe")
 
 

@@ -23,7 +23,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from hydra.utils import instantiate
 
-from w2s import analysis, dist, models
+from w2s import analysis, dist, models, networks
 from w2s.data import AnswerCollate, Collate, Examples, loader
 from w2s.errors import ConfigError
 from w2s.features import feature_precision, features, tokenize
@@ -72,15 +72,15 @@ def build_network(
     """The trainable network of one train mode; `head_init` [D] seeds a one-score (reward) head."""
     n_out = N_OUT[kind]
     builders = {
-        "probe": lambda: models.Head(next(x for x in inputs if x is not None).shape[-1], n_out),
-        "full": lambda: models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out),
-        "lora": lambda: models.add_lora(
-            models.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out), model_cfg
+        "probe": lambda: networks.Head(next(x for x in inputs if x is not None).shape[-1], n_out),
+        "full": lambda: networks.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out),
+        "lora": lambda: networks.add_lora(
+            networks.Classifier(models.load_backbone(model_cfg), model_cfg.pooling, n_out), model_cfg
         ),
     }
     net = builders[model_cfg.train_mode]()  # validated against config.TRAIN_MODES
     for m in net.modules():  # the Classifier may sit inside a LoRA wrapper
-        if isinstance(m, models.Classifier):
+        if isinstance(m, networks.Classifier):
             m.layer = model_cfg.get("layer")
     if model_cfg.train_mode == "lora":
         for p in net.head.parameters():

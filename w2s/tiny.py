@@ -1,0 +1,124 @@
+"""Models with random weights, built from a config and saved once into the model cache: tiny ones for fast tests,
+true-size ones (`random_init`) for speed and memory checks without weight files. Both use a byte-level tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from w2s.errors import ModelError
+from w2s.models import cache_root, check_name
+
+
+def tiny(name: str, arch: str = "bert", hidden: int = 32, layers: int = 2, heads: int = 2) -> Path:
+    """A random tiny model + byte-level tokenizer, saved once (keyed by its settings) for fast tests."""
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    root = cache_root() / f"tiny-{check_name(name)}-{arch}-{hidden}-{layers}-{heads}"
+    if (root / "config.json").exists():
+        return root
+    tok = byte_tokenizer()
+    builders = {
+        "bert": lambda: BertModel(
+            BertConfig(
+                vocab_size=len(tok),
+                hidden_size=hidden,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                intermediate_size=2 * hidden,
+                max_position_embeddings=512,
+                pad_token_id=tok.pad_token_id,
+            )
+        ),
+        "llama": lambda: LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tok),
+                hidden_size=hidden,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                num_key_value_heads=heads,
+                intermediate_size=2 * hidden,
+                max_position_embeddings=1024,
+                pad_token_id=tok.pad_token_id,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+        ),
+    }
+    if arch not in builders:
+        raise ModelError(f"tiny model arch {arch!r} unknown; choices: {sorted(builders)}")
+    torch.manual_seed(sum(map(ord, name)))
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-tiny-"))
+    builders[arch]().save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(tmp, root)
+    return root
+
+
+def byte_tokenizer():
+    """A byte-level tokenizer with no merges: any text encodes, and it needs no vocabulary file."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = {t: i for i, t in enumerate(specials + sorted(alphabet))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def random_init(name: str, family: str, **dims: Any) -> Path:
+    """A real architecture (`family`: a transformers model type, e.g. `qwen2`) with random weights and the
+    byte-level tokenizer, saved once per settings: speed and memory checks at true size with no weight files."""
+    import hashlib
+
+    from filelock import FileLock
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dims = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in dims.items()}
+    key = hashlib.sha256(json.dumps([family, dims], sort_keys=True).encode()).hexdigest()[:12]
+    root = cache_root() / f"random-{name}-{key}"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        if (root / "config.json").exists():
+            return root
+        tok = byte_tokenizer()
+        special = {
+            "pad_token_id": tok.pad_token_id,
+            "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id,
+        }
+        try:
+            config = AutoConfig.for_model(family, **special, **dims)
+        except ValueError:
+            raise ModelError(
+                f"random model family {family!r} unknown; choices: a transformers model type, e.g. qwen2"
+            ) from None
+        if config.vocab_size < len(tok):
+            raise ModelError(
+                f"random model {name!r}: vocab_size={config.vocab_size} < the tokenizer's {len(tok)}"
+            )
+        torch.manual_seed(sum(map(ord, name)))
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-random-"))
+        try:
+            AutoModelForCausalLM.from_config(config).save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            shutil.rmtree(root, ignore_errors=True)
+            os.replace(tmp, root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
