@@ -13,7 +13,7 @@ from conftest import built
 from w2s import analysis
 from w2s.config import ConfigError
 from w2s.fit import eval_schedule
-from w2s.kinds import Scored
+from w2s.kinds import Classify
 from w2s.pipeline import run
 from w2s.prompting import build_prompts, label_token_ids
 
@@ -24,7 +24,7 @@ def test_agreement_by_supervisor_correctness():
     gt = np.array([1, 1, 0, 0, 1, 0])
     sup = np.array([0.9, 0.2, 0.1, 0.8, 0.7, 0.3])  # right, wrong, right, wrong, right, right
     stu = np.array([0.8, 0.9, 0.4, 0.6, 0.1, 0.2])  # agrees: yes, no, yes, yes, no, yes
-    kind = Scored.__new__(Scored)  # the scored kind's comparisons on hand-made arrays
+    kind = Classify.__new__(Classify)  # the scored kind's comparisons on hand-made arrays
     kind._gt = lambda split: gt
 
     def agreement(student, supervisor):
@@ -102,7 +102,7 @@ def test_prompts_carry_k_labelled_shots_then_the_query():
 
 
 def test_label_words_must_differ_in_first_token():
-    from w2s.models import byte_tokenizer
+    from w2s.tiny import byte_tokenizer
 
     tok = byte_tokenizer()
     assert len(set(label_token_ids(tok, ("No", "Yes")))) == 2

@@ -16,11 +16,14 @@ from omegaconf import OmegaConf
 
 from w2s import artifacts
 from w2s.config import CONF_DIR, ConfigError, choices, validate
-from w2s.data import BucketSampler, Collate, Examples, padding_fraction
+from w2s.data import BucketSampler, Examples, FeatureCollate, TextCollate, padding_fraction
+from w2s.errors import ModelError
 from w2s.metrics import binary_metrics, pgr
-from w2s.models import ModelError, byte_tokenizer, package_folder, pool
+from w2s.networks import pool
+from w2s.offline import package_folder
 from w2s.splits import check_disjoint, make_splits
 from w2s.tasks import TaskError, balance, check_schema, row_hash
+from w2s.tiny import byte_tokenizer
 
 # --- artifacts ----------------------------------------------------------------------------------------------
 
@@ -156,7 +159,7 @@ def test_last_token_pooling_right_and_left_padding_and_token_zero():
     assert pool(hidden, right, "mean").flatten().tolist() == [0.5, 5.5]
     # a real token whose id is 0 is kept: the mask, not the id, decides
     ids = torch.tensor([[5, 0, 0, 0]])
-    c = Collate(pad_id=0)
+    c = TextCollate(pad_id=0)
     batch = c([{"input": [5, 0], "target": 1.0, "idx": 0}, {"input": [5, 0, 7, 0], "target": 0.0, "idx": 1}])
     assert batch["attention_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
     assert ids.shape == (1, 4)
@@ -164,15 +167,18 @@ def test_last_token_pooling_right_and_left_padding_and_token_zero():
         pool(hidden, right, "max")
 
 
-def test_collate_pairwise_rows_have_candidate_axis():
-    c = Collate(pad_id=9)
+def test_collate_pairwise_rows_flatten_their_candidates():
     rows = [
         {"input": [[1, 2], [3]], "target": 1.0, "idx": 0},
         {"input": [[4], [5, 6, 7]], "target": 0.0, "idx": 1},
     ]
-    b = c(rows)
-    assert b["input_ids"].shape == (2, 2, 3)
+    b = TextCollate(pad_id=9)(rows)
+    assert b["input_ids"].tolist() == [[1, 2, 9], [3, 9, 9], [4, 9, 9], [5, 6, 7]] and b["candidates"] == 2
     assert b["target"].tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    feats = [{"input": torch.ones(2, 3) * i, "target": [0.2, 0.3, 0.5], "idx": i} for i in range(2)]
+    f = FeatureCollate()(feats)  # cached features of a pairwise row, and a 3-class label
+    assert f["features"].shape == (4, 3) and f["candidates"] == 2 and f["target"].shape == (2, 3)
+    assert "candidates" not in FeatureCollate()([{"input": torch.ones(3), "target": 0.5, "idx": 0}])
 
 
 def test_bucketing_cuts_padding():

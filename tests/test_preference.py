@@ -139,12 +139,13 @@ def test_reward_head_starts_as_the_lm_logit_of_its_token(cfg_factory):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from w2s import kinds, models
+    from w2s import models
+    from w2s.kinds import Classify, Pairwise
+    from w2s.kinds.scored import reward_head_init
 
     cfg = cfg_factory("task=hhh_alignment", "supervisor=tiny-bert", "student=tiny-llama")
     token = cfg.task.get("reward_init_token", " Yes")
-    init = kinds.reward_head_init(cfg.task, cfg.student, "pairwise")
-    net = kinds.build_network(cfg.student, "pairwise", [], init)
+    net = Pairwise(cfg, None).network(cfg.student)
     tok = models.load_tokenizer(cfg.student)
     tid = tok(token, add_special_tokens=False)["input_ids"][-1]
     lm = AutoModelForCausalLM.from_pretrained(models.resolve(cfg.student)).eval()
@@ -152,12 +153,12 @@ def test_reward_head_starts_as_the_lm_logit_of_its_token(cfg_factory):
     mask = torch.ones_like(ids)
     net.eval()
     with torch.no_grad():
-        score = net({"input_ids": ids[:, None], "attention_mask": mask[:, None]})  # one candidate
+        score = net({"input_ids": ids, "attention_mask": mask, "candidates": 1})  # one candidate
         logit = lm(input_ids=ids, attention_mask=mask).logits[0, -1, tid]
     assert torch.allclose(score[0, 0], logit, atol=1e-4)
     # encoders (no unembedding) and classification keep the zero init
-    assert kinds.reward_head_init(cfg.task, cfg.supervisor, "pairwise") is None
-    assert kinds.reward_head_init(cfg.task, cfg.student, "classify") is None
+    assert reward_head_init(cfg.task, cfg.supervisor) is None
+    assert not Classify(cfg, None).network(cfg.student).head.weight.any()
 
 
 def test_generative_finetuning_runs_once_and_serves_student_and_ceiling(cfg_factory):

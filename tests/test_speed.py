@@ -11,14 +11,26 @@ from w2s.data import padding_fraction, token_batches
 from w2s.errors import ConfigError
 from w2s.module import W2SModule, adamw_impl
 from w2s.pipeline import task_stage
+from w2s.text import TextFeaturizer, store_key
 
 TINY = ("experiment=tiny", "logger=none")
+
+
+def _features(cfg, ds, idx):
+    """The supervisor's frozen features of text rows `idx`, through the store (what a probe trains on)."""
+    return features.features(
+        cfg, cfg.supervisor, store_key(cfg.task), TextFeaturizer(cfg, cfg.supervisor, ds), idx
+    )
+
+
+def _store(cfg):
+    return features.store(cfg, cfg.supervisor, store_key(cfg.task))
 
 
 def _shard_rows(cfg) -> list[int]:
     """Rows per readable shard of the model's feature store (what has been computed and kept)."""
     out = []
-    for shard in sorted(features.store(cfg, cfg.supervisor, cfg.task).glob("rows-*.pt")):
+    for shard in sorted(_store(cfg).glob("rows-*.pt")):
         try:
             out.append(len(torch.load(shard, weights_only=True)["keys"]))
         except Exception:  # noqa: BLE001 - a damaged shard holds no rows
@@ -29,18 +41,18 @@ def _shard_rows(cfg) -> list[int]:
 def test_feature_cache_computes_only_new_rows(cfg_factory, tmp_path):
     cfg = cfg_factory(*TINY, "features.precision=fp32", "features.shard_rows=16")
     ds = task_stage(cfg).splits["all"]
-    first = features.features(cfg, cfg.supervisor, cfg.task, ds, range(30))
+    first = _features(cfg, ds, range(30))
     assert sum(_shard_rows(cfg)) == 30 and max(_shard_rows(cfg)) <= 16  # shards of at most 16 rows
-    more = features.features(cfg, cfg.supervisor, cfg.task, ds, range(60))
+    more = _features(cfg, ds, range(60))
     assert sum(_shard_rows(cfg)) == 60  # only rows 30..59 were computed and added
     assert torch.equal(more[:30], first)
     shards = _shard_rows(cfg)
-    again = features.features(cfg, cfg.supervisor, cfg.task, ds, [59, 3, 17])
+    again = _features(cfg, ds, [59, 3, 17])
     assert _shard_rows(cfg) == shards and torch.equal(again, more[[59, 3, 17]])
     # a full recompute in a fresh store (other batch compositions) gives the same features
     fresh = cfg_factory(*TINY, "features.precision=fp32")
     fresh.paths.artifact_root = str(tmp_path / "other")
-    full = features.features(fresh, fresh.supervisor, fresh.task, ds, range(60))
+    full = _features(fresh, ds, range(60))
     assert full.dtype == torch.float32 and full.shape == more.shape == (60, first.shape[1])
     torch.testing.assert_close(full, more, atol=1e-5, rtol=1e-4)
 
@@ -48,16 +60,31 @@ def test_feature_cache_computes_only_new_rows(cfg_factory, tmp_path):
 def test_damaged_shard_and_leftover_temp_are_ignored(cfg_factory):
     cfg = cfg_factory(*TINY, "features.precision=fp32", "features.shard_rows=10")
     ds = task_stage(cfg).splits["all"]
-    before = features.features(cfg, cfg.supervisor, cfg.task, ds, range(20))
-    folder = features.store(cfg, cfg.supervisor, cfg.task)
+    before = _features(cfg, ds, range(20))
+    folder = _store(cfg)
     shards = sorted(folder.glob("rows-*.pt"))
     assert len(shards) == 2
     shards[0].write_bytes(b"truncated")
     (folder / ".rows-killed.tmp").write_bytes(b"half")
     assert sum(_shard_rows(cfg)) == 10
-    after = features.features(cfg, cfg.supervisor, cfg.task, ds, range(20))
+    after = _features(cfg, ds, range(20))
     assert sum(_shard_rows(cfg)) == 20  # only the damaged shard's rows were recomputed
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
+
+
+def test_edited_shard_that_still_loads_is_recomputed(cfg_factory):
+    """A shard is named by its content: one whose floats were edited (it still loads) is caught by its name."""
+    cfg = cfg_factory(*TINY, "features.precision=fp32", "features.shard_rows=10")
+    ds = task_stage(cfg).splits["all"]
+    before = _features(cfg, ds, range(20))
+    shard = sorted(_store(cfg).glob("rows-*.pt"))[0]
+    part = torch.load(shard, weights_only=True)
+    part["features"] = part["features"] + 1.0
+    torch.save(part, shard)
+    assert torch.load(shard, weights_only=True)["features"].shape[0] == 10  # loads fine, numbers wrong
+    after = _features(cfg, ds, range(20))
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
+    assert not shard.exists() and sum(_shard_rows(cfg)) == 20  # replaced by a shard named by its content
 
 
 def test_precision_choice_and_override(cfg_factory, monkeypatch):
@@ -96,8 +123,8 @@ def test_precision_keys_the_store_and_is_recorded(cfg_factory):
     for precision in ("fp32", "bf16"):
         cfg = cfg_factory(*TINY, f"features.precision={precision}")
         ds = ds or task_stage(cfg).splits["all"]
-        feats = features.features(cfg, cfg.supervisor, cfg.task, ds, range(40))
-        folder = features.store(cfg, cfg.supervisor, cfg.task)
+        feats = _features(cfg, ds, range(40))
+        folder = _store(cfg)
         assert artifacts.manifest(folder)["meta"]["precision"] == precision
         stores[precision] = (folder, feats)
     assert stores["fp32"][0] != stores["bf16"][0]

@@ -20,10 +20,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from w2s import dist
 
 
-def soft_targets(prob1: Sequence[float]) -> torch.Tensor:
-    """[N] P(class 1) -> [N, 2] distributions (the loss signature's target)."""
-    p = torch.as_tensor(np.asarray(prob1, dtype=np.float32))
-    return torch.stack([1 - p, p], dim=-1)
+def soft_targets(labels: Sequence[Any]) -> torch.Tensor:
+    """Stored labels -> [N, C] distributions (the loss signature's target): a binary label is P(class 1), a
+    C-class label its C probabilities."""
+    p = torch.as_tensor(np.asarray(labels, dtype=np.float32))
+    return torch.stack([1 - p, p], dim=-1) if p.dim() == 1 else p
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,7 @@ class BucketSampler(Sampler[list[int]]):
     def batches(self) -> list[list[int]]:
         n, bs = len(self.lengths), self.batch_size
         if not self.shuffle:
-            order = np.argsort(-self.lengths, kind="stable")
-            return [order[i : i + bs].tolist() for i in range(0, n, bs)]
+            return longest_first(self.lengths, bs)
         rng = np.random.default_rng(self.seed + self.epoch)
         order = rng.permutation(n)
         span = bs * self.window
@@ -144,6 +144,18 @@ class BucketSampler(Sampler[list[int]]):
         return -(-n // self.world)
 
 
+def by_length(lengths: Sequence[int]) -> list[int]:
+    """Row positions longest first (ties in row order): every inference batching starts here, so a batch pads
+    its rows only to neighbours of similar length."""
+    return np.argsort(-np.asarray(lengths), kind="stable").tolist()
+
+
+def longest_first(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Inference batches of `size` rows, longest first."""
+    order = by_length(lengths)
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
 def pad(seqs: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Token id lists -> padded ids [B, L] and attention mask, padding on the left or the right."""
     width = max(map(len, seqs))
@@ -156,33 +168,39 @@ def pad(seqs: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, t
     return ids, mask
 
 
-class Collate:
-    """Pads token ids ([B, L], or [B, K, L] for K candidates) or stacks features; adds [B, 2] targets."""
+class TextCollate:
+    """Token id lists -> padded `input_ids`, `attention_mask`; K candidates per row (pairwise) are flattened to
+    [B*K, L] with `candidates` = K. Targets become [B, C] distributions."""
 
     def __init__(self, pad_id: int = 0, left_pad: bool = False):
         self.pad_id, self.left_pad = pad_id, left_pad
 
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch: dict[str, torch.Tensor] = {
-            "target": soft_targets([float(r["target"]) for r in rows]),
-            "idx": torch.tensor([r["idx"] for r in rows], dtype=torch.long),
-        }
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         first = rows[0]["input"]
-        if isinstance(first, torch.Tensor):
-            batch["features"] = torch.stack([r["input"] for r in rows])
-        elif first and isinstance(first[0], list | tuple):
-            k = len(first)
-            flat = [seq for r in rows for seq in r["input"]]
-            ids, mask = pad(flat, self.pad_id, self.left_pad)
-            batch["input_ids"], batch["attention_mask"] = (
-                ids.view(len(rows), k, -1),
-                mask.view(len(rows), k, -1),
-            )
-        else:
-            batch["input_ids"], batch["attention_mask"] = pad(
-                [r["input"] for r in rows], self.pad_id, self.left_pad
-            )
-        return batch
+        nested = bool(first) and isinstance(first[0], list | tuple)
+        seqs = [s for r in rows for s in r["input"]] if nested else [r["input"] for r in rows]
+        ids, mask = pad(seqs, self.pad_id, self.left_pad)
+        return {**_head(rows), "input_ids": ids, "attention_mask": mask, **_k(rows, nested)}
+
+
+class FeatureCollate:
+    """Cached feature tensors ([D], or [K, D] per pairwise row) -> `features` [B, D] or [B*K, D]."""
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        feats = torch.stack([r["input"] for r in rows])
+        nested = feats.dim() == 3
+        return {**_head(rows), "features": feats.flatten(0, 1) if nested else feats, **_k(rows, nested)}
+
+
+def _head(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    return {
+        "target": soft_targets([r["target"] for r in rows]),
+        "idx": torch.tensor([r["idx"] for r in rows], dtype=torch.long),
+    }
+
+
+def _k(rows: list[dict[str, Any]], nested: bool) -> dict[str, int]:
+    return {"candidates": len(rows[0]["input"])} if nested else {}
 
 
 class AnswerCollate:
@@ -208,6 +226,18 @@ class AnswerCollate:
             pos += [i * width + t for t in range(length - n - 1, length - 1)]
         batch.update(input_ids=ids, attention_mask=mask, pos=torch.tensor(pos, dtype=torch.long))
         return batch
+
+
+class PromptCollate:
+    """Generation: prompts left-padded (the answer continues at the right edge), with the decoding settings."""
+
+    def __init__(self, pad_id: int, eos_id: int, max_new_tokens: int):
+        self.settings = {"pad_id": pad_id, "eos_id": eos_id, "max_new_tokens": max_new_tokens}
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        ids, mask = pad([r["input"] for r in rows], self.settings["pad_id"], left=True)
+        idx = torch.tensor([r["idx"] for r in rows], dtype=torch.long)
+        return {"idx": idx, "input_ids": ids, "attention_mask": mask, **self.settings}
 
 
 def loader(ds: Examples, batch_size: int, collate: Any, shuffle: bool, seed: int = 0) -> DataLoader:
@@ -273,7 +303,7 @@ def token_batches(lengths: Sequence[int], max_tokens: int, max_rows: int | None 
     lengths = np.asarray(lengths)
     batches: list[list[int]] = []
     width = 0
-    for i in np.argsort(-lengths, kind="stable").tolist():
+    for i in by_length(lengths):
         if batches and len(batches[-1]) < (max_rows or len(lengths)):
             if (len(batches[-1]) + 1) * width <= max_tokens:
                 batches[-1].append(i)

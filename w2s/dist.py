@@ -121,3 +121,15 @@ def gather_rows(n: int, predict: Callable[[list[int]], list[Any]]) -> list[Any]:
         for p, v in zip(positions, vals, strict=True):
             out[p] = v
     return out
+
+
+def one_device(trainer_cfg: Any) -> dict[str, Any]:
+    """Trainer settings that run this rank alone on its own device (its local GPU, or the CPU): prediction is
+    sharded by row beforehand, so it needs no collective."""
+    import torch
+
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+        return {"accelerator": "gpu", "devices": [local], "num_nodes": 1, "strategy": "auto"}
+    return {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}

@@ -10,25 +10,26 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
+from datasets import Dataset
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from w2s import dist, models
 from w2s.artifacts import cached
 from w2s.data import LabelSource, WeakLabelDataModule, write_labels
 from w2s.module import KeepBest, W2SModule, trainable_state
-from w2s.progress import StageProgress
 from w2s.signals import StopOnSigterm
-from w2s.tracking import StageCurves
+
+if TYPE_CHECKING:  # the kinds build on this module (their stages run here): a type, not an import at run time
+    from w2s.kinds.base import Kind, Labels
 
 log = logging.getLogger(__name__)
 
 
-def eval_schedule(trainer_kwargs: dict[str, Any], n_train: int, batch_size: int, points: int | None) -> dict:
+def eval_schedule(trainer_cfg: Any, n_train: int, batch_size: int, points: int | None) -> dict:
     """Trainer settings that evaluate `points` times over the whole run (None: Lightning's own schedule).
 
     Overfitting to weak labels often happens within the first epoch (Section 5.1.1), so the curve needs
@@ -37,8 +38,8 @@ def eval_schedule(trainer_kwargs: dict[str, Any], n_train: int, batch_size: int,
     if not points:
         return {}
     per_epoch = max(1, -(-n_train // batch_size))
-    max_steps = int(trainer_kwargs.get("max_steps") or -1)
-    total = max_steps if max_steps > 0 else per_epoch * int(trainer_kwargs.get("max_epochs") or 1)
+    max_steps = int(trainer_cfg.get("max_steps") or -1)
+    total = max_steps if max_steps > 0 else per_epoch * int(trainer_cfg.get("max_epochs") or 1)
     interval = max(1, total // int(points))
     if interval <= per_epoch:
         return {"val_check_interval": interval, "check_val_every_n_epoch": 1}
@@ -46,19 +47,20 @@ def eval_schedule(trainer_kwargs: dict[str, Any], n_train: int, batch_size: int,
 
 
 def make_module(
-    cls: type, cfg: Any, model_cfg: Any, net: torch.nn.Module, loss_cfg: Any, val_names: list[str]
-):
-    """A W2SModule (or subclass) with the model's lr and the run's optimiser settings."""
-    return cls(
+    cls: type, cfg: Any, model_cfg: Any, net: torch.nn.Module, loss_cfg: Any, val_names: list[str], stage: str
+) -> W2SModule:
+    """A W2SModule (or subclass) with the model's lr, the run's optimizer and schedule (`conf/optim`,
+    `conf/scheduler`, `_partial_` targets), named by the stage it trains (progress and curves read the name)."""
+    module = cls(
         net,
         instantiate(loss_cfg),
         lr=float(model_cfg.lr),
-        weight_decay=float(cfg.optim.weight_decay),
-        warmup_steps=int(cfg.optim.warmup_steps),
-        schedule=cfg.optim.schedule,
-        betas=tuple(cfg.optim.betas),
+        optimizer=instantiate(cfg.optim),
+        scheduler=instantiate(cfg.scheduler),
         val_names=val_names,
     )
+    module.stage = stage
+    return module
 
 
 def block_classes(net: torch.nn.Module) -> set[type]:
@@ -90,24 +92,18 @@ def strategy_for(cfg: Any, model_cfg: Any, net: torch.nn.Module) -> Any:
     )
 
 
-def make_trainer(
-    cfg: Any,
-    trainer_kwargs: dict[str, Any],
-    out: Path,
-    callbacks: list[Any] = (),
-    strategy: Any = None,
-    stage: str = "train",
-) -> pl.Trainer:
-    """A Trainer for one stage: no logger or checkpoint files (stages keep what they need themselves).
+def make_trainer(cfg: Any, out: Path, callbacks: list[Any] = (), **overrides: Any) -> pl.Trainer:
+    """The Trainer of `conf/trainer` (`_target_`) with the run's callbacks (`conf/callbacks`) for one stage, and
+    no logger or checkpoint files (stages keep what they need themselves); `overrides` replace trainer keys.
 
     Batches are shared out over the ranks by `w2s.data.loader` (length buckets a distributed sampler would
     break), so Lightning's own distributed sampler stays off.
     """
-    if strategy is not None:
-        trainer_kwargs = {**trainer_kwargs, "strategy": strategy}
-    return pl.Trainer(
-        **trainer_kwargs,
-        callbacks=[*callbacks, StageProgress(stage), StageCurves(stage), StopOnSigterm()],
+    extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    return instantiate(
+        cfg.trainer,
+        **overrides,
+        callbacks=[*callbacks, *extra, StopOnSigterm()],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=bool(cfg.progress_bar),
@@ -125,7 +121,6 @@ def fit_selected(
     n_train: int,
     out: Path,
     tie_break: str | None = None,
-    stage: str = "train",
     **fit_args: Any,
 ) -> tuple[KeepBest, pl.Trainer]:
     """Fit with the run's trainer settings and restore the weights selected by `early_stop.mode`:
@@ -134,11 +129,12 @@ def fit_selected(
     select = cfg.early_stop.mode
     sel_set = "oracle" if select == "oracle" else module.val_names[0]
     keep = KeepBest(f"{sel_set}/{metric}", tie_break=f"{sel_set}/{tie_break}" if tie_break else None)
-    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    overrides: dict[str, Any] = {}
     if model_cfg.get("epochs"):  # per-model override: linear probes are cheap and want more passes
-        trainer_kwargs["max_epochs"] = int(model_cfg.epochs)
+        overrides["max_epochs"] = int(model_cfg.epochs)
     bs = int(model_cfg.batch_size)
-    trainer_kwargs.update(eval_schedule(trainer_kwargs, n_train, bs, cfg.analysis.get("eval_points")))
+    points = cfg.analysis.get("eval_points")
+    overrides.update(eval_schedule({**cfg.trainer, **overrides}, n_train, bs, points))
     strategy = strategy_for(cfg, model_cfg, module.model)
     if model_cfg.get("gradient_checkpointing") and isinstance(
         strategy, str
@@ -147,7 +143,7 @@ def fit_selected(
             if hasattr(m, "gradient_checkpointing_enable") and hasattr(m, "config"):
                 m.gradient_checkpointing_enable()
                 break
-    trainer = make_trainer(cfg, trainer_kwargs, out, callbacks=[keep], strategy=strategy, stage=stage)
+    trainer = make_trainer(cfg, out, callbacks=[keep], strategy=strategy, **overrides)
     module.model.train()  # from_pretrained returns eval mode and Lightning keeps it: finetune with dropout on
     trainer.fit(module, **fit_args)
     if keep.gathered:  # FSDP: rank 0 holds the gathered weights; every rank reads them for a plain copy
@@ -170,7 +166,7 @@ def _share_state(state: dict[str, torch.Tensor] | None, out: Path) -> dict[str, 
     return loaded
 
 
-def train_key(cfg: Any, kind: Any, model_cfg: Any, split: str, labels_from: Any, loss: Any) -> dict:
+def train_key(cfg: Any, kind: Kind, model_cfg: Any, split: str, labels_from: Any, loss: Any) -> dict:
     """What determines a train stage's weights and predictions: the model and its settings, the data, the
     split, where its labels came from, the loss, the trainer and selection settings, the seed."""
     return {
@@ -188,6 +184,7 @@ def train_key(cfg: Any, kind: Any, model_cfg: Any, split: str, labels_from: Any,
             k: cfg.trainer.get(k) for k in ("max_epochs", "max_steps", "val_check_interval", "precision")
         },
         "optim": cfg.optim,
+        "scheduler": cfg.scheduler,
         "early_stop": cfg.early_stop,
         "eval_points": cfg.analysis.get("eval_points"),
         "seed": int(cfg.seed),
@@ -198,7 +195,7 @@ def train_key(cfg: Any, kind: Any, model_cfg: Any, split: str, labels_from: Any,
 
 def train_stage(
     cfg: Any,
-    kind: Any,
+    kind: Kind,
     model_cfg: Any,
     train: LabelSource,
     vals: list[tuple[str, LabelSource]],
@@ -226,22 +223,24 @@ def train_stage(
             kind.data.path,
             train,
             [src for _, src in vals],
-            kind.rows(model_cfg, net),
+            kind.examples(model_cfg, net),
             kind.collate(model_cfg),
             int(model_cfg.batch_size),
             int(cfg.eval_batch_size),
             seed=int(cfg.seed),
         )
         dm.setup("fit")
-        module = make_module(kind.module_cls, cfg, model_cfg, net, loss_cfg, [name for name, _ in vals])
+        names = [name for name, _ in vals]
+        module = make_module(kind.module_cls, cfg, model_cfg, net, loss_cfg, names, stage)
         keep, trainer = fit_selected(
-            cfg, model_cfg, module, kind.select, len(dm.train_rows), out, kind.tie_break, stage, datamodule=dm
+            cfg, model_cfg, module, kind.select, len(dm.train_rows), out, kind.tie_break, datamodule=dm
         )
         if keep.gathered:  # the sharded network cannot predict alone: a plain copy with the kept weights
             net = kind.network(model_cfg)
             keep.restore(net)
         test = kind.data.splits["test"]
-        write_labels(str(out / "preds"), {"test": (test["idx"], predict_rows(kind, model_cfg, net, test))})
+        preds = predict_rows(cfg, kind, model_cfg, net, test)
+        write_labels(str(out / "preds"), {"test": (test["idx"], preds)})
         return write_stage(out, net, module, keep, trainer, select, save_weights)
 
     needs = ("state.pt",) if save_weights else ()
@@ -249,12 +248,23 @@ def train_stage(
     return cached(root, "train", key, build, force=bool(cfg.force), requires=needs, collective=True)
 
 
-def predict_rows(kind: Any, model_cfg: Any, net: torch.nn.Module, rows: Any) -> list[Any]:
-    """The kind's predictions for every row, sharded over the ranks and gathered in row order."""
-    return dist.gather_rows(len(rows), lambda mine: kind.predict(model_cfg, net, rows.select(mine)))
+def predict_rows(cfg: Any, kind: Kind, model_cfg: Any, net: torch.nn.Module, rows: Dataset) -> Labels:
+    """The kind's labels for every row of `rows`, in its order: each rank predicts its shard through Lightning
+    (`Trainer.predict` on the kind's `predict_step`, one device per rank) and the shards are gathered."""
+
+    def mine(positions: list[int]) -> Labels:
+        part = rows.select(positions)
+        batches = kind.predict_batches(model_cfg, net, part)
+        trainer = make_trainer(cfg, Path(cfg.paths.output_dir), **dist.one_device(cfg.trainer))
+        at: dict[int, Any] = {}
+        for out in trainer.predict(kind.module_cls(net), dataloaders=batches) or []:
+            at.update(zip(out["idx"].tolist(), kind.decode(model_cfg, out["out"]), strict=True))
+        return [at[i] for i in part["idx"]]
+
+    return dist.gather_rows(len(rows), mine)
 
 
-def label_stage(cfg: Any, kind: Any, model_cfg: Any, trained: Path, names: list[str]) -> Path:
+def label_stage(cfg: Any, kind: Kind, model_cfg: Any, trained: Path, names: list[str]) -> Path:
     """A trained model's labels on the named splits (greedy answers, or P(class 1)): the weak labels.
 
     Stored as a DatasetDict (`idx`, `label`) that `LabelSource` reads; the manifest records which model,
@@ -264,7 +274,7 @@ def label_stage(cfg: Any, kind: Any, model_cfg: Any, trained: Path, names: list[
     def build(out: Path) -> dict[str, Any]:
         net = kind.load_trained(model_cfg, trained)
         splits = kind.data.splits
-        parts = {n: (splits[n]["idx"], predict_rows(kind, model_cfg, net, splits[n])) for n in names}
+        parts = {n: (splits[n]["idx"], predict_rows(cfg, kind, model_cfg, net, splits[n])) for n in names}
         write_labels(str(out / "labels"), parts)
         return {"model": model_cfg.name, "stage": trained.name, "splits": names, "kind": cfg.task.type}
 

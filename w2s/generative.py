@@ -22,7 +22,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -33,10 +32,11 @@ from torch import nn
 
 from w2s import artifacts, dist, models, networks
 from w2s.config import decoders
-from w2s.data import AnswerCollate, Examples, loader, pad
-from w2s.features import render
+from w2s.data import AnswerCollate, Examples, loader, longest_first
+from w2s.errors import ModelError
 from w2s.fit import make_trainer
 from w2s.module import W2SModule
+from w2s.text import render
 
 log = logging.getLogger(__name__)
 
@@ -105,27 +105,23 @@ class GenLM(nn.Module):
         return logits
 
     @torch.no_grad()
-    def generate(
-        self, ids: list[list[int]], pad_id: int, eos_id: int, max_new_tokens: int
-    ) -> list[list[int]]:
-        """Greedy (temperature 0) continuations of left-padded prompts."""
-        x, m = pad(ids, pad_id, left=True)
-        width = x.shape[1]
-        dev = next(self.parameters()).device
+    def generate(self, batch: dict[str, Any]) -> list[list[int]]:
+        """Greedy (temperature 0) continuations of a batch of left-padded prompts (`PromptCollate`)."""
+        ids = batch["input_ids"]
         out = self.lm.generate(
-            input_ids=x.to(dev),
-            attention_mask=m.to(dev),
-            max_new_tokens=max_new_tokens,
+            input_ids=ids,
+            attention_mask=batch["attention_mask"],
+            max_new_tokens=batch["max_new_tokens"],
             do_sample=False,
-            pad_token_id=pad_id,
-            eos_token_id=eos_id,
+            pad_token_id=batch["pad_id"],
+            eos_token_id=batch["eos_id"],
         )
-        return out[:, width:].tolist()
+        return out[:, ids.shape[1] :].tolist()
 
 
 def build_gen_network(model_cfg: Any) -> GenLM:
     if model_cfg.get("arch") != "decoder":
-        raise ValueError(
+        raise ModelError(
             f"model {model_cfg.name!r} is a {model_cfg.get('arch')}: generative tasks need a decoder; "
             f"choices: {decoders()}"
         )
@@ -141,6 +137,10 @@ class GenModule(W2SModule):
 
     def targets(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
         return F.one_hot(batch["answer_ids"], logits.shape[-1]).to(logits.dtype)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
+        """Greedy answers' token ids per row (the kind decodes them)."""
+        return {"idx": batch["idx"], "out": self.model.generate(batch)}
 
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
@@ -193,13 +193,11 @@ def features_at_answers(
 ) -> list[torch.Tensor]:
     """Frozen hidden states at each row's answer-predicting positions (a generative probe's inputs)."""
     out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-    order = np.argsort([-len(x) for x in ids], kind="stable")
     collate = AnswerCollate(0)
     was_training = net.training
     net.eval()
     with torch.no_grad():
-        for s in range(0, len(order), batch_size):
-            chunk = order[s : s + batch_size].tolist()
+        for chunk in longest_first([len(x) for x in ids], batch_size):
             b = collate([{"input": ids[i], "target": [0] * ns[i], "idx": i} for i in chunk])
             dev = next(net.parameters()).device
             hid = net.hidden(b["input_ids"].to(dev), b["attention_mask"].to(dev)).float().cpu()
@@ -207,21 +205,6 @@ def features_at_answers(
             for i, part in zip(chunk, flat.split([ns[i] for i in chunk]), strict=True):
                 out[i] = part.clone()
     net.train(was_training)
-    return out
-
-
-def generate_answers(net: GenLM, enc: Encoded, split: Dataset, batch_size: int) -> list[str]:
-    """Greedy answers for every row of `split`, in its row order, batched by prompt length."""
-    ids = enc.prompt_ids(split)
-    out = [""] * len(ids)
-    net.eval()
-    order = np.argsort([-len(x) for x in ids], kind="stable")
-    pad_id, eos = enc.tok.pad_token_id, enc.tok.eos_token_id
-    for s in range(0, len(order), batch_size):
-        chunk = order[s : s + batch_size].tolist()
-        gens = net.generate([ids[i] for i in chunk], pad_id, eos, enc.max_answer)
-        for i, g in zip(chunk, gens, strict=True):
-            out[i] = answer_of(enc.tok.decode(g, skip_special_tokens=True))
     return out
 
 
@@ -273,15 +256,9 @@ def gen_finetune_stage(
 
         collate = AnswerCollate(tok.pad_token_id)
         train_rows = rows(texts)
-        module = GenModule(
-            net,
-            instantiate(cfg.gt_loss),
-            lr=float(gft.lr),
-            val_names=["val_lm"],
-        )
-        trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-        trainer_kwargs.update(max_epochs=int(gft.epochs), max_steps=-1)
-        trainer = make_trainer(cfg, trainer_kwargs, out, stage="gen_finetune")
+        module = GenModule(net, instantiate(cfg.gt_loss), lr=float(gft.lr), val_names=["val_lm"])
+        module.stage = "gen_finetune"
+        trainer = make_trainer(cfg, out, max_epochs=int(gft.epochs), max_steps=-1)
         val = loader(rows(val_texts), int(cfg.eval_batch_size), collate, shuffle=False)
         before = trainer.validate(module, dataloaders=val, verbose=False)[0]
         module.curve.clear()

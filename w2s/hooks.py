@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from w2s import analysis, artifacts
 from w2s.data import LabelSource, write_labels
 from w2s.errors import ConfigError
-from w2s.kinds import TaskData, kind_class
+from w2s.kinds import Kind, TaskData, kind_class
 from w2s.metrics import pgr_table
 from w2s.prompting import check_prompting, prompting_stage
 
@@ -31,7 +31,7 @@ class Context:
     hooks that train more), the results so far, the student's config and the final transfer split."""
 
     cfg: DictConfig
-    kind: Any
+    kind: Kind
     ladder: Any
     results: dict[str, Any]
     student: Any

@@ -49,7 +49,7 @@ def hub(repo_id: str, revision: str | None = None) -> str:
 
 def model_key(model_cfg: Any) -> dict[str, Any]:
     """The part of a model config that determines its weights and inputs (not lr or batch size)."""
-    keep = ("name", "source", "pooling", "max_length", "arch", "dtype", "layer")
+    keep = ("name", "source", "network", "pooling", "max_length", "arch", "dtype", "layer")
     return {k: OmegaConf.to_container(model_cfg, resolve=True).get(k) for k in keep}
 
 

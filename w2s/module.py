@@ -6,20 +6,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from w2s.analysis import selection_key
 from w2s.metrics import binary_metrics
-
-#: Learning-rate shapes after warm-up, as a function of the fraction of the remaining steps done.
-SCHEDULES: dict[str, Callable[[float], float]] = {
-    "cosine": lambda f: 0.5 * (1 + math.cos(math.pi * f)),
-    "constant": lambda f: 1.0,
-    "linear": lambda f: max(0.0, 1 - f),
-}
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -36,18 +28,16 @@ class W2SModule(pl.LightningModule):
     def __init__(
         self,
         model: nn.Module,
-        loss: Callable[..., torch.Tensor],
-        lr: float,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 0,
-        schedule: str = "cosine",
-        betas: Sequence[float] = (0.9, 0.999),
+        loss: Callable[..., torch.Tensor] | None = None,
+        lr: float = 1e-3,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
         val_names: Sequence[str] = ("val",),
     ):
         super().__init__()
-        self.model, self.loss = model, loss
-        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
-        self.schedule, self.betas, self.val_names = schedule, tuple(betas), list(val_names)
+        self.model, self.loss, self.lr, self.val_names = model, loss, lr, list(val_names)
+        self.optimizer = optimizer or adamw  # `conf/optim`, `conf/scheduler`: _partial_ targets
+        self.scheduler = scheduler or warmup_cosine
         self.curve: list[dict[str, float]] = []
         self._val: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -90,17 +80,52 @@ class W2SModule(pl.LightningModule):
         if not self.trainer.sanity_checking:
             self.curve.append(point)
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, torch.Tensor]:
+        """Class probabilities [B, C] of a batch (the kind decodes them into labels)."""
+        return {"idx": batch["idx"], "out": torch.softmax(self.model(batch).float(), dim=-1)}
+
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(
-            params, lr=self.lr, weight_decay=self.weight_decay, betas=self.betas, **adamw_impl(params)
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warm, shape = self.warmup_steps, SCHEDULES[self.schedule]  # validated by config.validate
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: (s + 1) / warm if s < warm else shape(min(1.0, (s - warm) / max(1, total - warm)))
-        )
+        opt = self.optimizer([p for p in self.model.parameters() if p.requires_grad], lr=self.lr)
+        sched = self.scheduler(opt, max(1, int(self.trainer.estimated_stepping_batches)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def adamw(
+    params: Sequence[torch.Tensor],
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: Sequence[float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:
+    """AdamW, fused where the parameters allow it (`adamw_impl`)."""
+    params = list(params)
+    return torch.optim.AdamW(
+        params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), **adamw_impl(params)
+    )
+
+
+def _warmup_then(
+    opt: torch.optim.Optimizer, total: int, warmup_steps: int, shape: Callable[[float], float]
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup_steps`, then `shape` of the fraction of the remaining steps done."""
+    warm = int(warmup_steps)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else shape(min(1.0, (s - warm) / max(1, total - warm)))
+    )
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_steps: int = 0) -> Any:
+    """Warm-up, then a cosine decay to 0 (the paper's schedule)."""
+    return _warmup_then(opt, total, warmup_steps, lambda f: 0.5 * (1 + math.cos(math.pi * f)))
+
+
+def warmup_linear(opt: torch.optim.Optimizer, total: int, warmup_steps: int = 0) -> Any:
+    """Warm-up, then a linear decay to 0."""
+    return _warmup_then(opt, total, warmup_steps, lambda f: max(0.0, 1 - f))
+
+
+def warmup_constant(opt: torch.optim.Optimizer, total: int, warmup_steps: int = 0) -> Any:
+    """Warm-up, then the model's lr throughout."""
+    return _warmup_then(opt, total, warmup_steps, lambda f: 1.0)
 
 
 #: Devices with a fused AdamW kernel (one kernel over all parameters: 8x faster than the default step on CPU).
@@ -162,20 +187,3 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Only the parameters that training changes (the head, LoRA adapters, or everything when full)."""
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     return {k: v for k, v in model.state_dict().items() if k in names}
-
-
-@torch.no_grad()
-def predict(model: nn.Module, batches: Any) -> tuple[np.ndarray, np.ndarray]:
-    """P(class 1) for every row, in eval mode without gradients; returns (idx, prob) sorted by idx."""
-    was_training = model.training
-    model.eval()
-    idx, prob = [], []
-    device = next(model.parameters()).device
-    for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        prob.append(torch.softmax(model(batch).float(), dim=-1)[:, 1].cpu())
-        idx.append(batch["idx"].cpu())
-    model.train(was_training)
-    i, p = torch.cat(idx).numpy(), torch.cat(prob).numpy()
-    order = np.argsort(i)
-    return i[order], p[order]

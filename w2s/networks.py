@@ -1,5 +1,10 @@
-"""The trainable networks of the scored kinds: a backbone with a pooled linear head, a probe on cached features,
-LoRA adapters."""
+"""The trainable networks of the scored kinds: a body that reads a batch into features, and a linear head.
+
+A body is named by a model config (`network: {_target_: ..., _partial_: true}`, called with the model config):
+`HFText` for Hugging Face text models, an image network for image models (`w2s.vision`); a probe's body is
+`Cached`, the features a frozen pass stored. `Classifier` puts a head on any body, so a kind builds every train
+mode (probe, full, LoRA) of every model the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from w2s import models
 from w2s.errors import ModelError
 
 
@@ -34,55 +40,67 @@ def hidden_size(backbone: nn.Module) -> int:
     return int(cfg.hidden_size)
 
 
-class Classifier(nn.Module):
-    """Backbone + linear head on a pooled state. Inputs [B, L] give logits [B, n_out]; inputs [B, K, L]
-    (K candidates, pairwise reward modeling with n_out=1) give scores [B, K]."""
+class HFText(nn.Module):
+    """A Hugging Face text backbone read as one vector per sequence: `input_ids`, `attention_mask` [B, L] ->
+    the `pooling` of hidden layer `layer` (None: the last; probes of middle layers are a Section 5 analysis)."""
 
-    def __init__(self, backbone: nn.Module, pooling: str, n_out: int = 2):
+    def __init__(self, model_cfg: Any, layer: int | None = None):
         super().__init__()
-        self.backbone = backbone
-        self.pooling = pooling
-        self.head = nn.Linear(hidden_size(backbone), n_out)
-        nn.init.zeros_(self.head.weight)  # openai's choice: start at logit 0 (P = 0.5)
-        nn.init.zeros_(self.head.bias)
+        self.backbone = models.load_backbone(model_cfg)
+        self.pooling = model_cfg.pooling
+        self.layer = layer if layer is not None else model_cfg.get("layer")
+        self.dim = hidden_size(self.backbone)
 
-    #: Which hidden layer feeds the head (None: the last); probes of middle layers are a Section 5 analysis.
-    layer: int | None = None
-
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, mask = batch["input_ids"], batch["attention_mask"]
         deep = self.layer is not None
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=deep)
+        out = self.backbone(input_ids=ids, attention_mask=mask, output_hidden_states=deep)
         if deep:
             hidden = out.hidden_states[self.layer]
         else:
             hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out.hidden_states[-1]
-        return pool(hidden, attention_mask, self.pooling)
+        return pool(hidden, mask, self.pooling)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        if ids.dim() == 3:
-            b, k, length = ids.shape
-            feats = self.features(ids.reshape(b * k, length), mask.reshape(b * k, length))
-            return self.head(feats.float()).reshape(b, k)
-        return self.head(self.features(ids, mask).float())
+    def layers(self) -> int:
+        """Hidden states the backbone returns (embeddings + one per block): `layer` indexes these."""
+        return int(getattr(self.backbone.config, "num_hidden_layers", 0)) + 1
 
 
-class Head(nn.Module):
-    """A linear probe on cached features: [B, D] -> [B, n_out], or [B, K, D] -> [B, K] when n_out=1."""
+class Cached(nn.Module):
+    """A probe's body: the batch already holds the frozen features (`features` [B, D])."""
 
-    def __init__(self, dim: int, n_out: int = 2):
+    def __init__(self, dim: int):
         super().__init__()
-        self.head = nn.Linear(dim, n_out)
+        self.dim = dim
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = self.head(batch["features"].float())
-        return out.squeeze(-1) if out.dim() == 3 else out
+    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return batch["features"]
 
 
-def add_lora(model: Classifier, model_cfg: Any) -> Classifier:
-    """Wrap the backbone with LoRA adapters (peft); the head stays fully trainable in fp32."""
-    model.backbone = lora_wrap(model.backbone, model_cfg)
-    return model
+class Classifier(nn.Module):
+    """A body and a linear head: logits [B, n_out]. A batch of K candidates per row (`candidates`: K, rows
+    flattened to [B*K, ...]) with n_out = 1 gives one score per candidate, [B, K] (pairwise reward models).
+
+    `zero_init` starts the head at logit 0 (P = 0.5) as openai's finetuning does; a probe keeps torch's init."""
+
+    def __init__(self, body: nn.Module, n_out: int = 2, zero_init: bool = True):
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(body.dim, n_out)
+        if zero_init:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        out = self.head(self.body.features(batch).float())
+        k = batch.get("candidates")
+        return out.view(-1, int(k)) if k else out
+
+
+def lora_body(body: nn.Module, model_cfg: Any) -> nn.Module:
+    """LoRA adapters on a body's backbone (peft); the head stays fully trainable in fp32."""
+    body.backbone = lora_wrap(body.backbone, model_cfg)
+    return body
 
 
 def lora_wrap(backbone: nn.Module, model_cfg: Any) -> nn.Module:

@@ -19,11 +19,11 @@ from datasets import DatasetDict, load_from_disk
 from omegaconf import DictConfig
 
 from w2s import artifacts, dist, hooks
-from w2s.config import chain_models, validate
+from w2s.config import chain_models, extra_transfers, transfer_splits, validate
 from w2s.data import LabelSource
 from w2s.fit import label_stage, train_key, train_stage
 from w2s.generative import gen_finetune_stage
-from w2s.kinds import TaskData, kind_class
+from w2s.kinds import Kind, TaskData, kind_class
 from w2s.launch import check_layout
 from w2s.metrics import pgr_table
 from w2s.results import write_results
@@ -33,7 +33,7 @@ from w2s.tasks import fingerprint, load_task
 
 def task_stage(cfg: DictConfig) -> TaskData:
     """Load, balance and split the task once per (task, its files' content, split sizes, seed)."""
-    sizes = split_sizes(cfg.split, 0 if cfg.method.get("reuse_transfer", False) else len(chain_models(cfg)))
+    sizes = split_sizes(cfg.split, extra_transfers(cfg))
     loaded = None
     if any(is_fraction(v) for v in sizes.values()):  # fractions key by the counts they resolve to
         loaded = load_task(cfg.task, seed=int(cfg.seed))
@@ -72,7 +72,7 @@ class Ladder:
     """The run's stages and how to make more: `train` on a label source, `label` a split with a stage."""
 
     cfg: DictConfig
-    kind: Any
+    kind: Kind
     stages: dict[str, Stage] = field(default_factory=dict)
 
     @property
@@ -140,8 +140,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.gen_finetune.enabled:  # the student (and so the ceiling) first learns the task's text (Sec. 5.2.2)
         student, gft = gen_finetune_stage(cfg, cfg.student, data.splits, data.key)
     chain = chain_models(cfg)
-    reuse = cfg.method.get("reuse_transfer", False)
-    transfer = ["transfer"] + ["transfer" if reuse else f"transfer{k}" for k in range(1, len(chain) + 1)]
+    transfer = transfer_splits(cfg)
 
     # 1. the weak supervisor on ground truth of split A
     gt_val = ladder.gt("val")

@@ -58,12 +58,13 @@ class StageProgress(pl.Callback):
     """Training progress of one stage, as `track` gives the other stages: a bar on a terminal, else a line
     every `every_s` seconds (stage, step/total, loss, elapsed); one closing line when the stage ends."""
 
-    def __init__(self, what: str = "train", every_s: float = 30.0):
-        self.what, self.every_s = what, every_s
+    def __init__(self, what: str | None = None, every_s: float = 30.0):
+        self.what, self.every_s = what or "train", every_s
         self.bar: Any = None
         self.t0 = self.last = 0.0
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.what = getattr(module, "stage", None) or self.what  # a stage's module carries its role's name
         self.t0 = self.last = time.time()
         own_bar = trainer.progress_bar_callback is not None  # progress_bar=true: Lightning's, not a second
         if sys.stderr.isatty() and trainer.is_global_zero and not own_bar:
@@ -122,5 +123,6 @@ def quiet() -> None:
         ".*does not have many workers.*",
         r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning's pytree on torch >= 2.10
         ".*The `srun` command is available on your system but is not used.*",  # submitit, not srun, launches
+        ".*custom batch sampler.*for prediction.*",  # our samplers return every row (w2s.data.loader)
     ):
         warnings.filterwarnings("ignore", message)

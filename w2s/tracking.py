@@ -144,17 +144,19 @@ def log_curve_point(stage: str, point: dict[str, Any]) -> None:
 
 
 class StageCurves(pl.Callback):
-    """Sends each new point of the module's `curve` (appended at every evaluation) as the stage trains."""
+    """Sends each new point of the module's `curve` (appended at every evaluation) as the stage trains, named by
+    `stage` (default: the module's own `stage`, the role it trains)."""
 
-    def __init__(self, stage: str):
+    def __init__(self, stage: str | None = None):
         self.stage, self.sent = stage, 0
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         curve = getattr(module, "curve", None) or []
         if trainer.sanity_checking or not trainer.is_global_zero or len(curve) <= self.sent:
             return
+        stage = self.stage or getattr(module, "stage", None) or "train"
         for point in curve[self.sent :]:
-            log_curve_point(self.stage, point)
+            log_curve_point(stage, point)
         self.sent = len(curve)
 
 
