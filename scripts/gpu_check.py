@@ -214,9 +214,9 @@ def throughput(out: Path, smoke: bool) -> dict[str, Any]:
     times["build"] = round(time.perf_counter() - t, 1)
     probe = network(cfg.student)
     params = sum(p.numel() for p in probe.parameters())
-    embed = probe.backbone.get_input_embeddings().weight.numel()
-    vocab, layers = probe.backbone.config.vocab_size, probe.backbone.config.num_hidden_layers
-    hidden = probe.backbone.config.hidden_size
+    embed = probe.body.backbone.get_input_embeddings().weight.numel()
+    vocab, layers = probe.body.backbone.config.vocab_size, probe.body.backbone.config.num_hidden_layers
+    hidden = probe.body.backbone.config.hidden_size
     del probe
     data = token_batches(size["warmup"] + size["steps"], size["batch"], size["length"], vocab)
     tokens = size["steps"] * size["batch"] * size["length"]

@@ -172,11 +172,11 @@ def test_collate_pairwise_rows_flatten_their_candidates():
         {"input": [[1, 2], [3]], "target": 1.0, "idx": 0},
         {"input": [[4], [5, 6, 7]], "target": 0.0, "idx": 1},
     ]
-    b = TextCollate(pad_id=9)(rows)
+    b = TextCollate(pad_id=9, pairs=True)(rows)
     assert b["input_ids"].tolist() == [[1, 2, 9], [3, 9, 9], [4, 9, 9], [5, 6, 7]] and b["candidates"] == 2
     assert b["target"].tolist() == [[0.0, 1.0], [1.0, 0.0]]
     feats = [{"input": torch.ones(2, 3) * i, "target": [0.2, 0.3, 0.5], "idx": i} for i in range(2)]
-    f = FeatureCollate()(feats)  # cached features of a pairwise row, and a 3-class label
+    f = FeatureCollate(pairs=True)(feats)  # cached features of a pairwise row, and a 3-class label
     assert f["features"].shape == (4, 3) and f["candidates"] == 2 and f["target"].shape == (2, 3)
     assert "candidates" not in FeatureCollate()([{"input": torch.ones(3), "target": 0.5, "idx": 0}])
 

@@ -169,27 +169,31 @@ def pad(seqs: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, t
 
 
 class TextCollate:
-    """Token id lists -> padded `input_ids`, `attention_mask`; K candidates per row (pairwise) are flattened to
-    [B*K, L] with `candidates` = K. Targets become [B, C] distributions."""
+    """Token id lists -> padded `input_ids`, `attention_mask`; with `pairs`, each row holds one list per
+    candidate, flattened to [B*K, L] with `candidates` = K. Targets become [B, C] distributions."""
 
-    def __init__(self, pad_id: int = 0, left_pad: bool = False):
-        self.pad_id, self.left_pad = pad_id, left_pad
+    def __init__(self, pad_id: int = 0, left_pad: bool = False, pairs: bool = False):
+        self.pad_id, self.left_pad, self.pairs = pad_id, left_pad, pairs
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        first = rows[0]["input"]
-        nested = bool(first) and isinstance(first[0], list | tuple)
-        seqs = [s for r in rows for s in r["input"]] if nested else [r["input"] for r in rows]
+        seqs = [s for r in rows for s in r["input"]] if self.pairs else [r["input"] for r in rows]
         ids, mask = pad(seqs, self.pad_id, self.left_pad)
-        return {**_head(rows), "input_ids": ids, "attention_mask": mask, **_k(rows, nested)}
+        return {**_head(rows), "input_ids": ids, "attention_mask": mask, **_k(rows, self.pairs)}
 
 
 class FeatureCollate:
-    """Cached feature tensors ([D], or [K, D] per pairwise row) -> `features` [B, D] or [B*K, D]."""
+    """Cached feature tensors -> `features` [B, D]; with `pairs`, [K, D] per row flattened to [B*K, D]."""
+
+    def __init__(self, pairs: bool = False):
+        self.pairs = pairs
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         feats = torch.stack([r["input"] for r in rows])
-        nested = feats.dim() == 3
-        return {**_head(rows), "features": feats.flatten(0, 1) if nested else feats, **_k(rows, nested)}
+        return {
+            **_head(rows),
+            "features": feats.flatten(0, 1) if self.pairs else feats,
+            **_k(rows, self.pairs),
+        }
 
 
 def _head(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -199,8 +203,8 @@ def _head(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     }
 
 
-def _k(rows: list[dict[str, Any]], nested: bool) -> dict[str, int]:
-    return {"candidates": len(rows[0]["input"])} if nested else {}
+def _k(rows: list[dict[str, Any]], pairs: bool) -> dict[str, int]:
+    return {"candidates": len(rows[0]["input"])} if pairs else {}
 
 
 class AnswerCollate:

@@ -4,6 +4,7 @@ scored by one reward head; the image kind (`w2s.kinds.image`) is a `Scored` too.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from w2s import analysis, dist, models
 from w2s.data import Examples, FeatureCollate, TextCollate, loader
-from w2s.features import feature_precision, features
+from w2s.features import Featurizer, feature_precision, features
 from w2s.kinds.base import Labels, TaskData, class_probs, load_state
 from w2s.metrics import binary_metrics
 from w2s.module import W2SModule
@@ -34,7 +35,7 @@ class View:
     collate: Callable[[list[dict[str, Any]]], dict[str, Any]]
 
 
-class Scored:
+class Scored(ABC):
     """The shared half of the scored kinds; a subclass says what a model reads of a row (`_read`, `_featurizer`)
     and how many logits its head gives (`n_out`)."""
 
@@ -42,7 +43,8 @@ class Scored:
     module_cls = W2SModule
     tie_break: str | None = None
     has_confidence = True
-    n_out = 2
+    n_out = 2  # logits per row
+    pairs = False  # rows hold one input per candidate
 
     def __init__(self, cfg: Any, data: TaskData):
         self.cfg, self.data = cfg, data
@@ -56,15 +58,17 @@ class Scored:
         return {}
 
     # --- what a model reads -------------------------------------------------------------------------------
-    def _featurizer(self, model_cfg: Any, layer: int | None = None) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def _featurizer(self, model_cfg: Any, layer: int | None = None) -> Featurizer:
+        """Frozen features of rows (`w2s.features.Featurizer`) from hidden layer `layer`."""
 
+    @abstractmethod
     def _store_key(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What a feature store of this kind depends on besides the model (e.g. the text template)."""
 
+    @abstractmethod
     def _read(self, model_cfg: Any) -> View:
         """What a finetuned (full, LoRA) model reads of every row."""
-        raise NotImplementedError
 
     def feature_precision(self, model_cfg: Any) -> str | None:
         """What a probe's frozen features were computed in (bf16 where native): part of its stage's key."""
@@ -86,7 +90,7 @@ class Scored:
                 inputs: list[Any] = [None] * len(self.data.splits["all"])
                 for i, f in zip(idx, feats, strict=True):
                     inputs[i] = f
-                self._views[model_cfg.name] = View(inputs, FeatureCollate())
+                self._views[model_cfg.name] = View(inputs, FeatureCollate(pairs=self.pairs))
             else:
                 self._views[model_cfg.name] = self._read(model_cfg)
         return self._views[model_cfg.name]
@@ -169,7 +173,7 @@ class _Text(Scored):
 
     def _read(self, model_cfg: Any) -> View:
         ids, tok = tokenize(model_cfg, self.cfg.task, self.data.splits["all"])
-        return View(ids, TextCollate(pad_id=tok.pad_token_id))
+        return View(ids, TextCollate(pad_id=tok.pad_token_id, pairs=self.pairs))
 
 
 class Classify(_Text):
@@ -180,7 +184,7 @@ class Pairwise(_Text):
     """Reward modelling: which of two completions of a prompt is better. Both go through the model, one scalar
     head scores each, and the loss sees the two-way logits [r_first, r_second]."""
 
-    n_out = 1
+    n_out, pairs = 1, True
 
     def network(self, model_cfg: Any) -> nn.Module:
         """On a decoder the head starts as the unembedding row of `task.reward_init_token` (the paper's reward
