@@ -4,6 +4,10 @@
 pairwise preference (logits = [r_first, r_second], a two-way softmax over the score difference); C = V for
 generative targets, one row per target token. `step_frac` in [0, 1] is the fraction of training done.
 Each class is built by Hydra from `conf/loss/*.yaml` (`_target_`), never chosen by an if/elif on a name.
+
+Every loss is a `Loss`: besides `__call__`, it has `prepare(targets: Tensor[N, C]) -> None`, which the trainer
+calls once, before the first step, with all the training targets (the whole weak-label set), because a batch
+cannot see dataset statistics. It does nothing by default; `Window(radius="midweak")` reads its radius there.
 """
 
 from __future__ import annotations
@@ -25,17 +29,14 @@ def alpha_at(step_frac: float, alpha_max: float, warmup_frac: float) -> float:
     return alpha_max * min(1.0, max(0.0, step_frac) / warmup_frac)
 
 
-def _reduce(per_row: Tensor, weight: Tensor | None) -> Tensor:
-    if weight is None:
-        return per_row.mean()
-    weight = weight.to(per_row.dtype)
-    return (per_row * weight).sum() / weight.sum().clamp(min=1e-12)
-
-
-def soft_ce(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
-    """Cross-entropy against a distribution per row (numerically stable through log_softmax)."""
+def soft_ce_rows(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy of each row against a distribution (numerically stable through log_softmax)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
-    return _reduce(-(target.float() * logp).sum(-1), weight)
+    return -(target.float() * logp).sum(-1)
+
+
+def soft_ce(logits: Tensor, target: Tensor) -> Tensor:
+    return soft_ce_rows(logits, target).mean()
 
 
 def one_hot_argmax(probs: Tensor) -> Tensor:
@@ -55,26 +56,35 @@ def harden(probs: Tensor, prior: float | None) -> Tensor:
     return torch.stack([1 - hard1, hard1], dim=-1)
 
 
-class XEnt:
+class Loss:
+    """The loss protocol: `prepare` once with every training target, then `__call__` per batch."""
+
+    name: str
+
+    def prepare(self, targets: Tensor) -> None:
+        """Read what the loss needs from all training targets [N, C]; most losses need nothing."""
+
+    def __call__(self, logits: Tensor, target: Tensor, step_frac: float) -> Tensor:
+        raise NotImplementedError
+
+
+class XEnt(Loss):
     """Naive finetuning: cross-entropy against the weak soft labels (or their argmax, `hard=true`)."""
 
     def __init__(self, hard: bool = False, name: str = "xent"):
         self.hard, self.name = hard, name
 
-    def __call__(
-        self, logits: Tensor, target: Tensor, step_frac: float, weight: Tensor | None = None
-    ) -> Tensor:
-        return soft_ce(logits, one_hot_argmax(target) if self.hard else target, weight)
+    def __call__(self, logits: Tensor, target: Tensor, step_frac: float) -> Tensor:
+        return soft_ce(logits, one_hot_argmax(target) if self.hard else target)
 
 
-class Conf:
+class Conf(Loss):
     """Auxiliary confidence loss (paper Section 4.3.2, Appendix A.4):
     CE(f, (1 - a) * weak + a * harden(f)), with `a` warming up linearly to `alpha_max`.
 
     The hardening prior (fraction of rows hardened to class 1, binary/pairwise only):
     - `batch`: the fraction of this batch's weak labels with P(class 1) > 0.5;
-    - `dataset`: an exponential moving average of those batch fractions (one float of state, bounded; or set
-      from outside with `set_prior`);
+    - `dataset`: an exponential moving average of those batch fractions (one float of state, bounded);
     - `fixed`: `prior_value` (0.5 is the paper's "exactly half" for balanced tasks).
     For C > 2 (generative, per token) hardening is the student's argmax: there is no threshold to adapt.
     """
@@ -97,9 +107,6 @@ class Conf:
         self.running: float | None = prior_value if prior == "fixed" else None
         self.name = name
 
-    def set_prior(self, value: float) -> None:
-        self.running = float(value)
-
     def current_prior(self, target: Tensor) -> float:
         batch = float((target[:, 1] > 0.5).float().mean())
         if self.prior == "batch":
@@ -111,20 +118,18 @@ class Conf:
         )
         return self.running
 
-    def __call__(
-        self, logits: Tensor, target: Tensor, step_frac: float, weight: Tensor | None = None
-    ) -> Tensor:
+    def __call__(self, logits: Tensor, target: Tensor, step_frac: float) -> Tensor:
         a = alpha_at(step_frac, self.alpha_max, self.warmup_frac)
         target = target.float()
         if a == 0.0:
-            return soft_ce(logits, target, weight)
+            return soft_ce(logits, target)
         probs = torch.softmax(logits.detach().float(), dim=-1)
         prior = self.current_prior(target) if target.shape[-1] == 2 else None
         mixed = (1 - a) * target + a * harden(probs, prior)
-        return soft_ce(logits, mixed, weight)
+        return soft_ce(logits, mixed)
 
 
-class Product:
+class Product(Loss):
     """Product loss of the reference code: CE against a target proportional to weak^alpha * student^beta
     (student detached), with beta warming up linearly from 0 so training starts as plain cross-entropy."""
 
@@ -133,26 +138,22 @@ class Product:
     ):
         self.alpha, self.beta, self.warmup_frac, self.name = alpha, beta, warmup_frac, name
 
-    def __call__(
-        self, logits: Tensor, target: Tensor, step_frac: float, weight: Tensor | None = None
-    ) -> Tensor:
+    def __call__(self, logits: Tensor, target: Tensor, step_frac: float) -> Tensor:
         beta = alpha_at(step_frac, self.beta, self.warmup_frac)
         logp = torch.log_softmax(logits.detach().float(), dim=-1)
         log_t = self.alpha * torch.log(target.float().clamp(min=1e-12)) + beta * logp
-        return soft_ce(logits, torch.softmax(log_t, dim=-1), weight)
+        return soft_ce(logits, torch.softmax(log_t, dim=-1))
 
 
-class Entropy:
+class Entropy(Loss):
     """Entropy minimisation: CE(f, weak) + lam * H(f), the entropy taken WITH its gradient (a detached
     self-target is self-training, not an entropy penalty); lam warms up linearly to `lam_max`."""
 
     def __init__(self, lam_max: float = 0.5, warmup_frac: float = 0.2, name: str = "entropy"):
         self.lam_max, self.warmup_frac, self.name = lam_max, warmup_frac, name
 
-    def __call__(
-        self, logits: Tensor, target: Tensor, step_frac: float, weight: Tensor | None = None
-    ) -> Tensor:
+    def __call__(self, logits: Tensor, target: Tensor, step_frac: float) -> Tensor:
         lam = alpha_at(step_frac, self.lam_max, self.warmup_frac)
         logp = torch.log_softmax(logits.float(), dim=-1)
         entropy = -(logp.exp() * logp).sum(-1)
-        return soft_ce(logits, target, weight) + lam * _reduce(entropy, weight)
+        return soft_ce(logits, target) + lam * entropy.mean()
