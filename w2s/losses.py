@@ -56,6 +56,12 @@ def harden(probs: Tensor, prior: float | None) -> Tensor:
     return torch.stack([1 - hard1, hard1], dim=-1)
 
 
+def balance(target: Tensor) -> Tensor:
+    """Centre a batch of distributions in log space: softmax(log y - batch mean of log y), per class."""
+    log_y = torch.log(target.clamp(min=1e-12))
+    return torch.softmax(log_y - log_y.mean(0, keepdim=True), dim=-1)
+
+
 class Loss:
     """The loss protocol: `prepare` once with every training target, then `__call__` per batch."""
 
@@ -87,6 +93,10 @@ class Conf(Loss):
     - `dataset`: an exponential moving average of those batch fractions (one float of state, bounded);
     - `fixed`: `prior_value` (0.5 is the paper's "exactly half" for balanced tasks).
     For C > 2 (generative, per token) hardening is the student's argmax: there is no threshold to adapt.
+
+    `balance_batch=true` centres the batch's weak labels first, y <- softmax(log y - mean over the batch of
+    log y) (for C = 2 this is sigmoid(logit y - mean logit y)), so the batch is balanced, and then hardens with
+    prior 0.5 whatever `prior` says; the centred labels are also the weak part of the target.
     """
 
     def __init__(
@@ -96,6 +106,7 @@ class Conf(Loss):
         prior: str = "batch",
         prior_value: float = 0.5,
         momentum: float = 0.99,
+        balance_batch: bool = False,
         name: str = "conf",
     ):
         if prior not in PRIORS:
@@ -103,7 +114,7 @@ class Conf(Loss):
         if not 0.0 <= alpha_max <= 1.0:
             raise ValueError(f"conf loss alpha_max={alpha_max} must be in [0, 1]")
         self.alpha_max, self.warmup_frac, self.prior, self.momentum = alpha_max, warmup_frac, prior, momentum
-        self.prior_value = prior_value
+        self.prior_value, self.balance_batch = prior_value, balance_batch
         self.running: float | None = prior_value if prior == "fixed" else None
         self.name = name
 
@@ -120,11 +131,14 @@ class Conf(Loss):
 
     def __call__(self, logits: Tensor, target: Tensor, step_frac: float) -> Tensor:
         a = alpha_at(step_frac, self.alpha_max, self.warmup_frac)
-        target = target.float()
+        target = balance(target.float()) if self.balance_batch else target.float()
         if a == 0.0:
             return soft_ce(logits, target)
         probs = torch.softmax(logits.detach().float(), dim=-1)
-        prior = self.current_prior(target) if target.shape[-1] == 2 else None
+        if target.shape[-1] != 2:
+            prior = None
+        else:
+            prior = 0.5 if self.balance_batch else self.current_prior(target)
         mixed = (1 - a) * target + a * harden(probs, prior)
         return soft_ce(logits, mixed)
 
@@ -157,3 +171,29 @@ class Entropy(Loss):
         logp = torch.log_softmax(logits.float(), dim=-1)
         entropy = -(logp.exp() * logp).sum(-1)
         return soft_ce(logits, target) + lam * entropy.mean()
+
+
+class Window(Loss):
+    """Cross-entropy against the weak label only where the student is unsure: rows whose top probability
+    (detached) is at most 0.5 + r, summed and divided by the batch's full row count (confident rows add 0).
+
+    `radius="midweak"` sets r in `prepare` to the median (the mean of the middle two for an even count) over
+    the training labels of (max_c weak - 0.5), which is |P(class 1) - 0.5| when C = 2. With r >= 0.5 every row counts: plain cross-entropy.
+    """
+
+    def __init__(self, radius: float | str = 0.15, name: str = "window"):
+        if isinstance(radius, str) and radius != "midweak":
+            raise ValueError(f"window loss radius={radius!r}; a number or 'midweak'")
+        self.radius, self.name = radius, name
+        self.r: float | None = None if radius == "midweak" else float(radius)
+
+    def prepare(self, targets: Tensor) -> None:
+        if self.radius == "midweak":
+            self.r = float(torch.quantile(targets.float().max(-1).values - 0.5, 0.5))
+
+    def __call__(self, logits: Tensor, target: Tensor, step_frac: float) -> Tensor:
+        if self.r is None:
+            raise RuntimeError("window loss radius=midweak: call prepare(training targets) before training")
+        top = torch.softmax(logits.detach().float(), dim=-1).max(-1).values
+        inside = (top <= 0.5 + self.r).float()
+        return (soft_ce_rows(logits, target) * inside).sum() / len(logits)
