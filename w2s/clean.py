@@ -1,9 +1,9 @@
 """Clean the weak labels before the student trains on them, by probing the strong model's untrained features
 (the EleutherAI/w2s probe methods), and the baselines to compare them with.
 
-Conventions: numpy in, numpy out (torch tensors are read too; neighbour searches run on a tensor's device). `X` is features [N, D]; `Y` weak labels,
-[N, C] distributions, or [N] P(class 1) read as [1 - p, p]; `gt` ground-truth classes [N]. Labels come back
-as [N, C] float32. Each method is a class built by Hydra from `conf/clean/NAME.yaml` (`_target_`), called once:
+Conventions: numpy in, numpy out. `X` is features [N, D] (a torch tensor too: neighbour searches then run on
+its device); `Y` weak labels, [N, C] distributions, or [N] P(class 1) read as [1 - p, p]; `gt` ground-truth
+classes [N]. Labels come back as [N, C] float32. Each method is a class built by Hydra from `conf/clean/NAME.yaml` (`_target_`), called once:
 
     method(X, Y, gt=None) -> Cleaned(keep [N] bool, labels [N, C], probe [N, C] or None)
 
