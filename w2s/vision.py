@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from w2s.errors import ModelError
-from w2s.models import package_folder
+from w2s.offline import package_folder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

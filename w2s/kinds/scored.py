@@ -21,7 +21,7 @@ from w2s import analysis, dist, models
 from w2s.data import Examples, FeatureCollate, TextCollate, loader
 from w2s.features import Featurizer, feature_precision, features
 from w2s.kinds.base import Labels, TaskData, class_probs, load_state
-from w2s.metrics import binary_metrics
+from w2s.metrics import scores
 from w2s.module import W2SModule
 from w2s.networks import Cached, Classifier, lora_body
 from w2s.text import TextFeaturizer, store_key, tokenize
@@ -145,7 +145,7 @@ class Scored(ABC):
         p, y = class_probs(preds), self._gt(split)
         if mask is not None:
             p, y = p[mask], y[mask]
-        return binary_metrics(p[:, 1], y)
+        return scores(p, y)
 
     def same(self, a: Labels, b: Labels, split: str) -> np.ndarray:
         return class_probs(a).argmax(-1) == class_probs(b).argmax(-1)
@@ -154,12 +154,12 @@ class Scored(ABC):
         return class_probs(preds).argmax(-1) == self._gt(split)
 
     def noise(self, weak: Labels, split: str, seed: int) -> Labels:
-        p = class_probs(weak)[:, 1]
-        return analysis.random_noise_labels(p, self._gt(split), seed).tolist()
+        return analysis.random_noise_labels(np.asarray(weak), self._gt(split), seed).tolist()
 
     def confidence(self, labels: Labels) -> np.ndarray:
-        """Difficulty by the supervisor's confidence |p - 0.5| (high = easy)."""
-        return np.abs(class_probs(labels)[:, 1] - 0.5)
+        """Difficulty by the supervisor's confidence, |p - 0.5| (binary) or its top probability (high = easy)."""
+        p = class_probs(labels)
+        return np.abs(p[:, 1] - 0.5) if p.shape[1] == 2 else p.max(1)
 
 
 class _Text(Scored):
@@ -177,7 +177,11 @@ class _Text(Scored):
 
 
 class Classify(_Text):
-    """Binary classification of one text per row (`text`, `label` 0/1)."""
+    """Classification of one text per row (`text`, `label` in [0, task.num_classes), binary by default)."""
+
+    def __init__(self, cfg: Any, data: TaskData):
+        super().__init__(cfg, data)
+        self.n_out = int(cfg.task.get("num_classes", 2))
 
 
 class Pairwise(_Text):
