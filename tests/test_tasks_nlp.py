@@ -20,9 +20,10 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from w2s.tasks import TaskError, check_schema, load_task, row_hash, row_hashes  # noqa: E402
 from w2s.tasks.__main__ import main as tasks_main  # noqa: E402
+from w2s.tasks.formatters import FORMATTERS  # noqa: E402
 from w2s.tasks.leak import audit, auroc  # noqa: E402
 from w2s.tasks.length import fit_length  # noqa: E402
-from w2s.tasks.nlp import FORMATTERS, FormatError, HubUnavailableError, load_custom, load_hub  # noqa: E402
+from w2s.tasks.nlp import FormatError, HubUnavailableError, load_custom, load_hub  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "task"
 N = 40  # rows per fixture: enough for the audit to see a real leak, too few for noise to pass its p-value

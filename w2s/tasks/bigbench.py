@@ -4,9 +4,9 @@ The sdist holds every task's `task.json`; it is fetched once by `make install-of
 (`$W2S_CACHE/bigbench`, default `~/.cache/w2s/bigbench`), checked against its sha256, and its task.json
 files (only those) are unpacked beside it on first use, all in one pass (atomically: a temp folder renamed
 into place). Nothing here touches the network. A multiple-choice example (`target_scores` with one best
-option; two options is the binary case) becomes one `classify` row with the existing MC conversion of
-w2s.tasks.nlp: the question with its right answer (label 1) or with a random wrong one (label 0), seeded and
-exactly balanced.
+option; two options is the binary case) becomes one `classify` row with the MC conversion of
+w2s.tasks.formatters: the question with its right answer (label 1) or with a random wrong one (label 0),
+seeded and exactly balanced.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from datasets import Dataset
 from filelock import FileLock
 
 from w2s.errors import TaskError
-from w2s.tasks.nlp import _pick, load_hub, register
+from w2s.tasks.formatters import pick, register
+from w2s.tasks.nlp import load_hub
 
 SDIST = "bigbench-1.0.0.tar.gz"
 SDIST_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
@@ -129,7 +130,7 @@ def mc_examples(task: str, subtasks: list[str] | None = None, cache: Path | None
 
 @register("bigbench", TEMPLATE, multiple_choice=True)
 def fmt_bigbench(row, target, rng):
-    ans, label = _pick(row["correct"], row["wrong"], target, rng)
+    ans, label = pick(row["correct"], row["wrong"], target, rng)
     return {"question": row["input"], "answer": ans, "label": label}
 
 
