@@ -18,6 +18,7 @@ from datasets import Dataset  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from w2s.kinds import Classify, Pairwise  # noqa: E402
 from w2s.tasks import TaskError, check_schema, load_task, row_hash, row_hashes  # noqa: E402
 from w2s.tasks.__main__ import main as tasks_main  # noqa: E402
 from w2s.tasks.formatters import FORMATTERS  # noqa: E402
@@ -242,7 +243,7 @@ def test_config_files_have_required_keys(path):
 @pytest.mark.parametrize("name", HUB_TASKS)
 def test_loader_formats_fixture_to_binary_schema(name):
     ds, raw = load_fixture(name)
-    check_schema(ds, "classify", name)
+    check_schema(ds, Classify.columns, name)
     labels = ds["label"]
     assert set(labels) == {0, 1}
     cfg = cfg_of(name)
@@ -503,12 +504,12 @@ def test_schema_checks_and_hashes_are_column_wise_and_agree_with_rows():
          "label": [0, 1, 1, 0], "id": ["i0", "i1", "i2", "i3"]}
     )  # fmt: skip
     with pytest.raises(TaskError, match=r"row 2 \(id='i2'\) has an empty field 'first'"):
-        check_schema(ds, "pairwise", "t")
+        check_schema(ds, Pairwise.columns, "t")
     ok = ds.select([3, 1, 0])  # an indices mapping: rows in the dataset's order, not the table's
-    check_schema(ok, "pairwise", "t")
-    assert row_hashes(ok, "pairwise") == [row_hash(r, "pairwise") for r in ok]
+    check_schema(ok, Pairwise.columns, "t")
+    assert row_hashes(ok, Pairwise.columns) == [row_hash(r, Pairwise.columns) for r in ok]
     with pytest.raises(TaskError, match=r"row 1 \(id='i1'\) has an empty field 'second'"):
         check_schema(ok.map(lambda r, i: {"second": " \t" if i == 1 else r["second"]}, with_indices=True),
-                     "pairwise", "t")  # fmt: skip
+                     Pairwise.columns, "t")  # fmt: skip
     with pytest.raises(TaskError, match=r"labels must be 0/1, found \[2\]"):
-        check_schema(ok.map(lambda r: {"label": 2 if r["id"] == "i0" else r["label"]}), "pairwise", "t")
+        check_schema(ok.map(lambda r: {"label": 2 if r["id"] == "i0" else r["label"]}), Pairwise.columns, "t")

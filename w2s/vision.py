@@ -217,3 +217,29 @@ def timm_model(name: str) -> ImageModel:
         cfg.get("mean", IMAGENET_MEAN),
         cfg.get("std", IMAGENET_STD),
     )
+
+
+# --- the body an image kind trains and probes -------------------------------------------------------------------
+
+
+class ImageBody(nn.Module):
+    """An image model as a network body (`network: {_target_: w2s.vision.ImageBody, _partial_: true}`): batches
+    carry `pixels` [B, 3, R, R] in [0, 1] at `model_cfg.resolution`, which it normalises as its weights were
+    trained; the model itself comes from `model_cfg.source` (a builder above)."""
+
+    def __init__(self, model_cfg: Any):
+        super().__init__()
+        from hydra.utils import instantiate
+
+        self.backbone: ImageModel = instantiate(model_cfg.source)
+        self.dim = self.backbone.dim
+        self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
+
+    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.backbone.features((batch["pixels"] - self.mean) / self.std)
+
+
+def pixels(images: Sequence[Image.Image], resolution: int) -> torch.Tensor:
+    """RGB images as a float batch [B, 3, R, R] in [0, 1] (each body normalises for itself)."""
+    return preprocess(images, resolution, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))

@@ -32,6 +32,8 @@ def other_answer(position: str, target: str, pool: list[str], rng: random.Random
 class Generative:
     """Generation: the model writes the answer; labels are answer strings."""
 
+    columns = ("prompt", "target")  # a row's content; no class label, so no balancing
+    default_classes = None
     gt_column = "target"
     module_cls = GenModule
     select, tie_break = SELECT, TIE_BREAK

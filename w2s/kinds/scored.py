@@ -43,6 +43,7 @@ class Scored(ABC):
     module_cls = W2SModule
     tie_break: str | None = None
     has_confidence = True
+    default_classes: int | None = 2  # the class count when task.num_classes is not set (None: the data's)
     n_out = 2  # logits per row
     pairs = False  # rows hold one input per candidate
 
@@ -125,9 +126,16 @@ class Scored(ABC):
 
         def make(rows: Dataset, labels: Labels) -> Examples:
             idx = rows["idx"]
-            return Examples([inputs[i] for i in idx], list(labels), idx)
+            return Examples([inputs[i] for i in idx], [self._target(v) for v in labels], idx)
 
         return make
+
+    def _target(self, label: Any) -> Any:
+        """A stored label as a training target: a C-class GT index becomes its one-hot distribution (a binary
+        one already is P(class 1))."""
+        if self.n_out > 2 and not isinstance(label, list | tuple):
+            return [float(c == int(label)) for c in range(self.n_out)]
+        return label
 
     def predict_batches(self, model_cfg: Any, net: nn.Module, rows: Dataset) -> DataLoader:
         ex = self.examples(model_cfg, net)(rows, [0.0] * len(rows))
@@ -177,17 +185,20 @@ class _Text(Scored):
 
 
 class Classify(_Text):
-    """Classification of one text per row (`text`, `label` in [0, task.num_classes), binary by default)."""
+    """Classification of one text per row (`label` in [0, task.num_classes), binary by default)."""
+
+    columns = ("text", "label")
 
     def __init__(self, cfg: Any, data: TaskData):
         super().__init__(cfg, data)
-        self.n_out = int(cfg.task.get("num_classes", 2))
+        self.n_out = classes(cfg, data, self.default_classes)
 
 
 class Pairwise(_Text):
     """Reward modelling: which of two completions of a prompt is better. Both go through the model, one scalar
     head scores each, and the loss sees the two-way logits [r_first, r_second]."""
 
+    columns = ("prompt", "first", "second", "label")
     n_out, pairs = 1, True
 
     def network(self, model_cfg: Any) -> nn.Module:
@@ -200,6 +211,13 @@ class Pairwise(_Text):
                 net.head.weight.copy_(init.reshape(1, -1))
                 net.head.bias.zero_()
         return net
+
+
+def classes(cfg: Any, data: TaskData | None, default: int | None) -> int:
+    """A classified task's class count: `task.num_classes`, else the count the task stage found, else the kind's
+    default."""
+    found = data.info.get("classes") if data is not None else None
+    return int(cfg.task.get("num_classes") or found or default or 2)
 
 
 def reward_head_init(task_cfg: Any, model_cfg: Any) -> torch.Tensor | None:
