@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torch.utils.data import DataLoader
 
-from w2s.data import AnswerCollate, Examples, PromptCollate, longest_first
+from w2s.data import AnswerCollate, Examples, PromptCollate, loader
 from w2s.errors import ConfigError
 from w2s.generative import SELECT, TIE_BREAK, Encoded, GenModule, build_gen_network, features_at_answers
 from w2s.kinds.base import Labels, TaskData, load_state
@@ -98,11 +98,8 @@ class Generative:
         """Prompts, left-padded, longest first: greedy decoding of `max_answer` tokens per row."""
         enc = self._view(model_cfg)
         ids = enc.prompt_ids(rows)
-        ex = Examples(ids, [0] * len(ids), rows["idx"])
-        tok = enc.tok
-        collate = PromptCollate(tok.pad_token_id, tok.eos_token_id, self.max_answer)
-        batches = longest_first([len(x) for x in ids], int(self.cfg.eval_batch_size))
-        return DataLoader(ex, batch_sampler=batches, collate_fn=collate)
+        collate = PromptCollate(enc.tok.pad_token_id, enc.tok.eos_token_id, self.max_answer)
+        return loader(Examples(ids, [0] * len(ids), rows["idx"]), int(self.cfg.eval_batch_size), collate, False)
 
     def decode(self, model_cfg: Any, out: Any) -> Labels:
         """Generated token ids per row -> the answer each names (its first move token)."""
