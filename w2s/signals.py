@@ -8,12 +8,15 @@ exit code 143 while the flag is set.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytorch_lightning as pl
+import torch.distributed as td
 
 
 class Terminated(BaseException):
@@ -43,9 +46,34 @@ def check_terminated() -> None:
         raise Terminated(MESSAGE)
 
 
+#: Processes this one started (rank 0's Lightning launcher in a local DDP run): told of a SIGTERM first.
+CHILDREN: list[Any] = []
+
+
+def multi_process() -> bool:
+    return td.is_available() and td.is_initialized() and td.get_world_size() > 1
+
+
+def leave(message: str, code: int = 143) -> None:
+    """End this process now with one `error:` line: a SIGTERM or a lost peer in a multi-process run. No
+    collective and no teardown (either could wait forever on a peer that is gone or leaving too); finished
+    stages are already in place (atomic renames) and a killed build's temp dir is swept by the next run."""
+    for p in CHILDREN:
+        with contextlib.suppress(OSError):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+    rank = td.get_rank() if td.is_available() and td.is_initialized() else 0
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os.write(2, f"error: {f'[rank {rank}] ' if rank else ''}{message}\n".encode())
+    os._exit(code)
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     first = not _TERMINATED.is_set()
     _TERMINATED.set()
+    if multi_process():  # unwinding could meet a collective that a leaving peer never joins: leave now
+        leave(MESSAGE)
     if first:  # a second SIGTERM while the first unwinds only re-sets the flag
         raise Terminated(MESSAGE)
 
@@ -65,7 +93,19 @@ def sigterm_raises() -> Iterator[None]:
 
 class StopOnSigterm(pl.Callback):
     """A Lightning safe point per batch: a SIGTERM whose exception a finalizer swallowed still stops `fit`,
-    `validate` and `predict` at the next batch (Lightning's own flag would leave through exit 0)."""
+    `validate` and `predict` at the next batch (Lightning's own flag would leave through exit 0).
+
+    With several processes it also takes SIGTERM back from Lightning once Lightning has installed its own
+    handler: that one broadcasts from rank 0, a collective that deadlocks when another rank is in an all_reduce
+    or already gone. Ours leaves at once (`leave`)."""
+
+    def _own_sigterm(self, *args: Any, **kwargs: Any) -> None:
+        if multi_process() and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_sigterm)
+
+    on_train_start = on_validation_start = on_predict_start = on_test_start = on_sanity_check_start = (
+        _own_sigterm
+    )
 
     def on_train_batch_start(self, *args: Any, **kwargs: Any) -> None:
         check_terminated()
