@@ -12,6 +12,7 @@ def _killed_while_starting(signum, frame):  # imports take seconds; nothing is w
 
 
 signal.signal(signal.SIGTERM, _killed_while_starting)  # also the handler again once `main` has returned
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a DDP rank starts with its parent's mask
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
@@ -45,7 +46,7 @@ def main(cfg: DictConfig) -> float | None:
             except Exception as e:
                 if isinstance(e, OSError) and storage_error(e):  # full, read-only, over `ulimit -f`
                     _fail(2, storage_error(e))
-                if dist.size() > 1 and dist.is_peer_loss(e):  # a peer died or left: this one ends, one line
+                if dist.launched() and dist.is_peer_loss(e):  # a peer died or left: this one ends, one line
                     signals.leave(dist.PEER_LOST)
                 raise
             if dist.is_zero():

@@ -398,3 +398,68 @@ def test_file_size_limit_and_bad_rows_exit_2(tmp_path: Path) -> None:
     obj = tmp_path / "o.jsonl"
     obj.write_text("".join(f'{{"text": {{"a": {i}}}, "label": {i % 2}}}\n' for i in range(400)))
     _one_line(_run(["task=custom", f"task.path={obj}", *env_cache], tmp_path), "text is a dict")
+
+
+# ---- DDP and SIGTERM: every rank leaves with 143 and one line, whenever the signal lands ----------------------
+
+
+def _storm_once(tmp: Path, to_group: bool, delay: float) -> tuple[str, float, str]:
+    """One `trainer=ddp_cpu` run given SIGTERM after `delay` s, to its whole process group or to the parent only.
+    Returns (outcome, seconds from the signal until every rank was gone, output)."""
+    import signal
+    import time
+
+    log = tmp / "log.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    args = [*TINY, "trainer=ddp_cpu", f"paths.artifact_root={tmp / 'art'}", f"hydra.run.dir={tmp / 'out'}"]
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        time.sleep(delay)
+        t = time.time()
+        if proc.poll() is not None:
+            return "finished first", 0.0, log.read_text()
+        if to_group:
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+            while time.time() - t < 60:  # every rank gone, not just the parent
+                os.killpg(proc.pid, 0)
+                time.sleep(0.2)
+            outcome = "ranks left behind"
+        except ProcessLookupError:
+            outcome = f"exit {proc.returncode}"
+        except subprocess.TimeoutExpired:
+            outcome = "hung"
+        if outcome != f"exit {proc.returncode}":
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return outcome, time.time() - t, log.read_text()
+
+
+@pytest.mark.slow
+def test_ddp_sigterm_storm_every_rank_exits_143_without_traceback(tmp_path: Path) -> None:
+    """SIGTERM at random moments of a two-process CPU run, to the group (scancel) and to the parent alone:
+    each try ends with 143 within a minute, no traceback from any rank, no rank left running.
+    W2S_STORM_TRIES=20 runs the longer storm."""
+    import random
+
+    rng = random.Random(int(os.environ.get("W2S_STORM_SEED", "0")))
+    tries = int(os.environ.get("W2S_STORM_TRIES", "4"))
+    counts: dict[str, int] = {}
+    for i in range(tries):
+        tmp = tmp_path / str(i)
+        tmp.mkdir()
+        to_group, delay = i % 2 == 0, rng.uniform(4, 24)
+        outcome, seconds, output = _storm_once(tmp, to_group, delay)
+        ok = outcome == "exit 143" and "Traceback" not in output
+        label = f"{'group' if to_group else 'parent'} {outcome}{'' if ok else ' (bad)'}"
+        counts[label] = counts.get(label, 0) + 1
+        print(f"try {i}: to {'group' if to_group else 'parent'} at {delay:.1f}s: {outcome} in {seconds:.1f}s")
+        if outcome != "finished first":
+            assert ok, f"try {i} at {delay:.1f}s: {outcome}\n{output[-4000:]}"
+            assert seconds < 60
+            assert [x for x in output.splitlines() if x.startswith("error:")], output[-2000:]
+    print(counts)

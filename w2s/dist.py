@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -31,6 +32,7 @@ _TIMEOUT = [timedelta(minutes=DEFAULT_TIMEOUT_MIN)]
 #: Seconds between polls of a waiting rank at a barrier (each poll also notices a SIGTERM or a dead peer).
 POLL_S = 0.2
 _BARRIERS = itertools.count()
+_LAUNCHED = threading.Event()
 PEER_LOST = "another process of this run ended; finished stages are cached: rerun the same command to resume"
 #: Environment variables that carry a process's global rank, by launcher: torchrun, SLURM srun, Lightning.
 _RANK_VARS = ("RANK", "SLURM_PROCID")
@@ -114,8 +116,18 @@ def launch(cfg: Any) -> None:
         num_nodes=int(cfg.trainer.get("num_nodes", 1)),
         strategy=DDPStrategy(timeout=timeout()),
     )
+    _LAUNCHED.set()
+    signals.leave_on_sigterm()  # before any rank starts: from here a SIGTERM ends this rank at once
+    procs = getattr(fabric.strategy.launcher, "procs", None)
+    if procs is not None:  # the launcher's own list: children it starts are told of a SIGTERM first
+        signals.CHILDREN = procs
     fabric.launch()
-    signals.CHILDREN[:] = list(getattr(fabric.strategy.launcher, "procs", None) or [])
+
+
+def launched() -> bool:
+    """Whether this process is one of several (set before the process group exists, so a peer lost while it
+    forms is reported as such)."""
+    return _LAUNCHED.is_set()
 
 
 def rank() -> int:

@@ -69,11 +69,26 @@ def leave(message: str, code: int = 143) -> None:
     os._exit(code)
 
 
+def leave_on_sigterm() -> None:
+    """Several processes: from now on SIGTERM is taken by a thread that leaves at once (`leave`). A handler
+    runs only in the main thread between bytecodes, so one rank blocked in a C++ store wait or collective
+    never ran it (and Lightning's own handler broadcasts from rank 0, a collective that deadlocked against a
+    rank in all_reduce); blocked in the main thread, SIGTERM reaches neither."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait() -> None:
+        signal.sigwait({signal.SIGTERM})
+        _TERMINATED.set()
+        leave(MESSAGE)
+
+    threading.Thread(target=wait, daemon=True, name="w2s-sigterm").start()
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     first = not _TERMINATED.is_set()
     _TERMINATED.set()
-    if multi_process():  # unwinding could meet a collective that a leaving peer never joins: leave now
-        leave(MESSAGE)
     if first:  # a second SIGTERM while the first unwinds only re-sets the flag
         raise Terminated(MESSAGE)
 
@@ -93,19 +108,7 @@ def sigterm_raises() -> Iterator[None]:
 
 class StopOnSigterm(pl.Callback):
     """A Lightning safe point per batch: a SIGTERM whose exception a finalizer swallowed still stops `fit`,
-    `validate` and `predict` at the next batch (Lightning's own flag would leave through exit 0).
-
-    With several processes it also takes SIGTERM back from Lightning once Lightning has installed its own
-    handler: that one broadcasts from rank 0, a collective that deadlocks when another rank is in an all_reduce
-    or already gone. Ours leaves at once (`leave`)."""
-
-    def _own_sigterm(self, *args: Any, **kwargs: Any) -> None:
-        if multi_process() and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _on_sigterm)
-
-    on_train_start = on_validation_start = on_predict_start = on_test_start = on_sanity_check_start = (
-        _own_sigterm
-    )
+    `validate` and `predict` at the next batch (Lightning's own flag would leave through exit 0)."""
 
     def on_train_batch_start(self, *args: Any, **kwargs: Any) -> None:
         check_terminated()
