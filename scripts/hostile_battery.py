@@ -101,7 +101,7 @@ CASES: dict[str, tuple[Setup, int, dict]] = {
     "prompting.max_test=-1": (_c(*PROMPT, "analysis.prompting.max_test=-1"), 2, {}),
     "prompting.batch_size=0": (_c(*PROMPT, "analysis.prompting.batch_size=0"), 2, {}),
     "unreadable task.path": (_unreadable, 2, {"nobody": True}),
-    "ulimit -f 200": (_c(), 2, {"ulimit": 200}),
+    "ulimit -f 50": (_c(), 2, {"ulimit": 50}),
     "read-only output dir": (_readonly_out, 2, {"nobody": True}),
     # silently accepted garbage
     "NUL in CSV": (_csv("nul.csv", (B + _rows()).replace("text 7", "te\0xt 7")), 2, {"labels01": True}),

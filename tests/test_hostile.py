@@ -391,7 +391,7 @@ def test_unreadable_input_and_read_only_run_folder_as_root(tmp_path: Path) -> No
 def test_file_size_limit_and_bad_rows_exit_2(tmp_path: Path) -> None:
     """`ulimit -f` (EFBIG) is a StorageError like a full disk; a NUL byte or a JSON object as text is refused."""
     env_cache = [f"paths.model_cache={tmp_path / 'models'}", f"paths.artifact_root={tmp_path / 'art'}"]
-    _one_line(_run(env_cache, tmp_path, ["bash", "-c", 'ulimit -f 200; exec "$@"', "_"]), "File too large")
+    _one_line(_run(env_cache, tmp_path, ["bash", "-c", 'ulimit -f 50; exec "$@"', "_"]), "File too large")
     nul = tmp_path / "nul.csv"
     nul.write_text(("text,label\n" + _rows()).replace("text 7,", "te\0xt 7,"))
     _one_line(_run(["task=custom", f"task.path={nul}", *env_cache], tmp_path), "NUL byte")
