@@ -307,7 +307,7 @@ def _unknown(node: Any, ref: Any, prefix: str) -> None:
             near = difflib.get_close_matches(str(k), sorted(known - _INSTANTIATE_KEYS), n=1)
             hint = f"; did you mean {prefix}{near[0]}?" if near else ""
             raise ConfigError(
-                f"{prefix}{k} is not a known key{hint} choices: {sorted(known - _INSTANTIATE_KEYS)}"
+                f"{prefix}{k} is not a known key{hint}; choices: {sorted(known - _INSTANTIATE_KEYS)}"
             )
         _unknown(node[k], ref.get(k), f"{prefix}{k}.")
 
