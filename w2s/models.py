@@ -130,8 +130,8 @@ def unembedding_row(model_cfg: Any, token: str) -> torch.Tensor:
     return _ROWS[key]
 
 
-def local(path: str, base: str | None = None) -> str:
-    """A model folder this project wrote (e.g. a generatively finetuned student); `base` names its origin."""
+def local(path: str) -> str:
+    """A model folder this project wrote (e.g. a generatively finetuned student)."""
     if not (Path(path) / "config.json").exists():
         raise ModelError(f"model folder {path} has no config.json (its stage artifact was removed?)")
     return path

@@ -1,4 +1,6 @@
-"""Speed and memory figures, measured side by side in one run: `python -m w2s.bench [--quick] [--json PATH]`.
+"""Speed and memory figures, side by side in one run: `python -m benchmarks.bench [--quick] [--json PATH]`.
+
+Run from the repository root (`make bench`); it lives outside the `w2s` package, which never imports it.
 
 Prints five figures (docs/RESULTS.md keeps a copy): framework overhead of one Lightning epoch against a bare
 PyTorch loop, padding waste of length-bucketed against random batches, label-generation throughput against a
@@ -548,7 +550,8 @@ def stage_memory(model_name: str, stage: str, rows: int) -> dict[str, Any]:
 
 
 def _child(model_name: str, stage: str, rows: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "w2s.bench", "--stage", stage, "--model", model_name, "--rows", str(rows)]
+    args = ["--stage", stage, "--model", model_name, "--rows", str(rows)]
+    cmd = [sys.executable, "-m", "benchmarks.bench", *args]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
