@@ -246,7 +246,3 @@ def _validate_analysis(cfg: DictConfig) -> None:
     an = cfg.get("analysis")
     if an is not None and an.get("eval_points") is not None:
         _positive(cfg, "analysis.eval_points")
-
-
-def summary(cfg: Any) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -8,7 +8,6 @@ never recomputed. What differs between task kinds comes from the `kind` argument
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,6 @@ from w2s.module import KeepBest, W2SModule, trainable_state
 from w2s.progress import StageProgress
 from w2s.signals import StopOnSigterm
 from w2s.tracking import StageCurves
-
-log = logging.getLogger(__name__)
 
 
 def eval_schedule(trainer_kwargs: dict[str, Any], n_train: int, batch_size: int, points: int | None) -> dict:

@@ -10,7 +10,6 @@ The networks built on a loaded backbone are in `w2s.networks`.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import subprocess
@@ -22,8 +21,6 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from w2s.errors import ModelError
-
-log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:

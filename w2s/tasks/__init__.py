@@ -6,7 +6,6 @@ See docs/DESIGN.md for the three kinds (classify, pairwise, generate) and their 
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from w2s.errors import TaskError, UserError
-
-log = logging.getLogger(__name__)
 
 SCHEMAS: dict[str, tuple[str, ...]] = {
     "classify": ("text", "label"),
