@@ -60,7 +60,7 @@ format:
 	ruff check --fix . && ruff format .
 
 bench: install install-offline  ## speed and memory figures (prints them; see docs/RESULTS.md)
-	HF_HUB_OFFLINE=1 $(PY) -m w2s.bench
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.bench
 
 gpu-check:  ## on a GPU machine: framework vs bare loop (tokens/s, MFU, memory) and a one-GPU ladder, < 8 min
 	scripts/gpu_check.sh

@@ -6,7 +6,8 @@
 #   scripts/slurm_cluster.sh stop     # by pid files, newest daemon first
 #
 # Accounting (slurmdbd + MariaDB) is not optional: submitit polls `sacct`, and without it a task killed
-# hard (SIGKILL, OOM) stays UNKNOWN and the sweep waits forever. Settings follow /work/shared/SLURM.md.
+# hard (SIGKILL, OOM) stays UNKNOWN and the sweep waits forever (docs/SWEEPS.md: "No sweep waits forever",
+# "The test cluster").
 # Env: W2S_SLURM_DIR (state folder, default /tmp/w2s-slurm), W2S_SLURM_WAIT_S (wait for idle, default 60),
 #      W2S_SLURM_CLUSTER (ClusterName, default w2s).
 # Client commands (sinfo, sbatch, sacct) find the config through /etc/slurm/slurm.conf, which `start`

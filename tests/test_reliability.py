@@ -343,7 +343,7 @@ def test_results_record_model_revision(cfg_factory):
 
 
 def test_bench_quick_figures_are_sane():
-    from w2s import bench
+    from benchmarks import bench
 
     f = bench.run(quick=True)
     assert f["overhead"]["ratio"] > 0 and f["overhead"]["bare_s"] > 0

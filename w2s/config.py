@@ -262,7 +262,3 @@ def _validate_training(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.accelerator={accelerator!r} but no CUDA device is visible here; choices here: ['auto', 'cpu']"
         )
-
-
-def summary(cfg: Any) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)

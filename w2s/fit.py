@@ -8,7 +8,6 @@ never recomputed. What differs between task kinds comes from the `kind` argument
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +24,6 @@ from w2s.signals import StopOnSigterm
 
 if TYPE_CHECKING:  # the kinds build on this module (their stages run here): a type, not an import at run time
     from w2s.kinds.base import Kind, Labels
-
-log = logging.getLogger(__name__)
 
 
 def eval_schedule(trainer_cfg: Any, n_train: int, batch_size: int, points: int | None) -> dict:

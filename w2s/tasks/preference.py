@@ -16,6 +16,7 @@ from datasets import Dataset
 
 from w2s.tasks.bigbench import task_json
 from w2s.tasks.chess import hub_error
+from w2s.tasks.nlp import respect_offline_env
 
 HHH_SUBSETS = ("helpful", "honest", "harmless", "other")
 HH_RLHF = "Anthropic/hh-rlhf"
@@ -102,7 +103,8 @@ def load_hh_rlhf(
     \\n\\nAssistant: ..."); the shared dialog is the prompt, the two last Assistant turns the completions.
     `data_dir` picks a subset (harmless-base, helpful-base, helpful-online, helpful-rejection-sampled)."""
     try:
-        raw = datasets.load_dataset(path, data_dir=data_dir, split=split, data_files=data_files)
+        with respect_offline_env():
+            raw = datasets.load_dataset(path, data_dir=data_dir, split=split, data_files=data_files)
     except Exception as e:  # noqa: BLE001 - any failure here means the same: no data offline
         raise hub_error(path, e, "task=hhh_alignment or task=chess_preference") from e
     if limit is not None:

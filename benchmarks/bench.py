@@ -1,4 +1,6 @@
-"""Speed and memory figures, measured side by side in one run: `python -m w2s.bench [--quick] [--json PATH]`.
+"""Speed and memory figures, side by side in one run: `python -m benchmarks.bench [--quick] [--json PATH]`.
+
+Run from the repository root (`make bench`); it lives outside the `w2s` package, which never imports it.
 
 Prints five figures (docs/RESULTS.md keeps a copy): framework overhead of one Lightning epoch against a bare
 PyTorch loop, padding waste of length-bucketed against random batches, label-generation throughput against a
@@ -25,7 +27,7 @@ import torch
 from w2s import artifacts, models, networks
 from w2s import features as feat
 from w2s.config import CONF_DIR, model_config
-from w2s.data import BucketSampler, Collate, Examples, loader, padding_fraction
+from w2s.data import BucketSampler, Examples, TextCollate, loader, padding_fraction
 
 QUICK = {
     "model": "tiny-bert",
@@ -86,7 +88,38 @@ def token_ids(model_name: str, texts: list[str], max_length: int) -> tuple[list[
 def classifier(model_name: str) -> torch.nn.Module:
     """Backbone + 2-way head, fully trainable (the `full` train mode), seeded so both sides start equal."""
     torch.manual_seed(0)
-    return networks.Classifier(models.load_backbone(model_config(model_name)), "mean", n_out=2)
+    return networks.Classifier(networks.HFText(model_config(model_name)), n_out=2)
+
+
+def _ids(padded: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {"input_ids": padded[0], "attention_mask": padded[1]}
+
+
+class Batches(torch.utils.data.Sampler):
+    """Precomputed batches of row positions as a batch sampler (Lightning wraps samplers, not lists)."""
+
+    def __init__(self, batches: list[list[int]]):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def predict(net: torch.nn.Module, batches: Any) -> np.ndarray:
+    """P(class 1) per row through the labels stage's own path: `Trainer.predict` on `W2SModule.predict_step`."""
+    import pytorch_lightning as pl
+
+    from w2s.module import W2SModule
+
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False)  # fmt: skip
+    outs = trainer.predict(W2SModule(net), dataloaders=batches)
+    idx = torch.cat([o["idx"] for o in outs]).numpy()
+    prob = torch.cat([o["out"][:, 1] for o in outs]).numpy()
+    return prob[np.argsort(idx)]
 
 
 # --- 1. framework overhead ------------------------------------------------------------------------------------
@@ -148,7 +181,7 @@ def overhead(model_name: str, rows: int, batch_size: int = 16, repeats: int = 1)
     texts, labels = movie_texts("rotten_tomatoes")
     ids, pad = token_ids(model_name, texts[:rows], MAX_LENGTH)
     rows_ = Examples(ids, labels[:rows], list(range(len(ids))))
-    batches = loader(rows_, batch_size, Collate(pad_id=pad), shuffle=True, seed=0)
+    batches = loader(rows_, batch_size, TextCollate(pad_id=pad), shuffle=True, seed=0)
     times: dict[str, list[float]] = {"bare": [], "lightning": []}
     sides = {"bare": bare_epoch, "lightning": lightning_epoch}
     for r in range(repeats):
@@ -217,15 +250,15 @@ def naive_labels(net: torch.nn.Module, ids: list[list[int]], pad: int, batch_siz
 
 
 def label_speed(model_name: str, rows: int, naive_batch: int, eval_batch: int = 64) -> dict[str, Any]:
-    """Examples/s of the labels stage's path (`w2s.module.predict` over our loader) against `naive_labels`."""
-    from w2s.module import predict
-
+    """Examples/s of the labels stage's path (`Trainer.predict` over our loader) against `naive_labels`."""
     texts, _ = movie_texts("rotten_tomatoes")
     ids, pad = token_ids(model_name, texts[:rows], MAX_LENGTH)
     net = classifier(model_name)
-    batches = loader(Examples(ids, [0.0] * len(ids), list(range(len(ids)))), eval_batch, Collate(pad), False)
+    batches = loader(
+        Examples(ids, [0.0] * len(ids), list(range(len(ids)))), eval_batch, TextCollate(pad), False
+    )
     t0 = time.perf_counter()
-    _, ours = predict(net, batches)
+    ours = predict(net, batches)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     naive = naive_labels(net, ids, pad, naive_batch)
@@ -251,7 +284,9 @@ def _timed_pass(net: torch.nn.Module, ctx: Any, ids: list[list[int]], pad_id: in
 
     t0 = time.perf_counter()
     with torch.inference_mode(), ctx:
-        parts = [(b, net.features(*pad([ids[i] for i in b], pad_id, left=False)).float()) for b in batches]
+        parts = [
+            (b, net.features(_ids(pad([ids[i] for i in b], pad_id, left=False))).float()) for b in batches
+        ]
     seconds = time.perf_counter() - t0
     out = torch.empty(len(ids), parts[0][1].shape[-1])
     for b, f in parts:
@@ -272,7 +307,7 @@ def feature_pass(model_name: str, rows: int, max_tokens: int = 1024) -> dict[str
     fixed = BucketSampler(lengths, 64, shuffle=False).batches()
     budget = token_batches(lengths, max_tokens)
     feats, secs = {}, {}
-    net = networks.Classifier(models.load_backbone(cfg), cfg.pooling, n_out=1).eval()
+    net = networks.HFText(cfg).eval()
     for side, precision, batches in (
         ("fp32_batch64", "fp32", fixed),
         ("fp32", "fp32", budget),
@@ -394,13 +429,14 @@ def peers(model_name: str, train_rows: int, label_rows: int, batch: int = 16) ->
     """Seconds of the HF Trainer (with and without group_by_length) and openai's loop style against our bare
     loop, for one training epoch (full finetuning, batch 16) and for label generation; ratio = peer / ours."""
     from w2s.data import token_batches
-    from w2s.module import predict
 
     texts, labels = movie_texts("rotten_tomatoes")
     ids, pad_id = token_ids(model_name, texts[: max(train_rows, label_rows)], MAX_LENGTH)
     tr_ids, tr_y = ids[:train_rows], labels[:train_rows]
     rows_ = Examples(tr_ids, tr_y, list(range(len(tr_ids))))
-    train = {"ours": bare_epoch(classifier(model_name), loader(rows_, batch, Collate(pad_id), True), lr=1e-4)}
+    train = {
+        "ours": bare_epoch(classifier(model_name), loader(rows_, batch, TextCollate(pad_id), True), lr=1e-4)
+    }
     for grouped in (False, True):
         trainer = hf_trainer(model_name, tr_ids, tr_y, batch, grouped)
         t0 = time.perf_counter()
@@ -412,7 +448,9 @@ def peers(model_name: str, train_rows: int, label_rows: int, batch: int = 16) ->
     net = classifier(model_name).eval()
     lab_rows = Examples(lab_ids, [0.0] * len(lab_ids), list(range(len(lab_ids))))
     batches = torch.utils.data.DataLoader(
-        lab_rows, batch_sampler=token_batches(lab_rows.lengths(), 1024), collate_fn=Collate(pad_id)
+        lab_rows,
+        batch_sampler=Batches(token_batches(lab_rows.lengths(), 1024)),
+        collate_fn=TextCollate(pad_id),
     )
     t0 = time.perf_counter()
     predict(net, batches)
@@ -524,13 +562,13 @@ def stage_memory(model_name: str, stage: str, rows: int) -> dict[str, Any]:
         if stage == "features":  # the probe inputs: one frozen forward pass over every row
             with torch.inference_mode():
                 net.eval()
-                for batch in loader(rows_, 64, Collate(pad), shuffle=False):
+                for batch in loader(rows_, 64, TextCollate(pad), shuffle=False):
                     net.features(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         else:  # full finetuning at the model's batch size: three optimizer steps
             from w2s.losses import XEnt
 
             opt = torch.optim.AdamW(net.parameters(), lr=1e-5)
-            for step, batch in enumerate(loader(rows_, int(cfg.batch_size), Collate(pad), shuffle=True)):
+            for step, batch in enumerate(loader(rows_, int(cfg.batch_size), TextCollate(pad), shuffle=True)):
                 if step == 3:
                     break
                 batch = {k: v.to(device) for k, v in batch.items()}
@@ -548,7 +586,8 @@ def stage_memory(model_name: str, stage: str, rows: int) -> dict[str, Any]:
 
 
 def _child(model_name: str, stage: str, rows: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "w2s.bench", "--stage", stage, "--model", model_name, "--rows", str(rows)]
+    args = ["--stage", stage, "--model", model_name, "--rows", str(rows)]
+    cmd = [sys.executable, "-m", "benchmarks.bench", *args]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
