@@ -100,6 +100,11 @@ class Kind(Protocol):
         """Metrics of `preds` against GT of `split` (rows where `mask` is true)."""
         ...
 
+    def intervals(self, preds: Labels, split: str = "test") -> dict[str, list[float]]:
+        """95% intervals [lo, hi] of `score`'s metrics of `preds`: Wilson for a proportion (accuracy), a
+        seeded bootstrap (1,000 resamples) for AUROC; a metric without one is absent."""
+        ...
+
     def same(self, a: Labels, b: Labels, split: str) -> np.ndarray:
         """Per row: do two label lists give the same answer (agreement)?"""
         ...

@@ -21,7 +21,7 @@ from w2s import analysis, dist, models
 from w2s.data import Examples, FeatureCollate, TextCollate, loader
 from w2s.features import Featurizer, feature_precision, features
 from w2s.kinds.base import Labels, TaskData, class_probs, load_state
-from w2s.metrics import binary_metrics
+from w2s.metrics import binary_metrics, bootstrap_auroc, wilson
 from w2s.module import W2SModule
 from w2s.networks import Cached, Classifier, lora_body
 from w2s.text import TextFeaturizer, store_key, tokenize
@@ -146,6 +146,13 @@ class Scored(ABC):
         if mask is not None:
             p, y = p[mask], y[mask]
         return binary_metrics(p[:, 1], y)
+
+    def intervals(self, preds: Labels, split: str = "test") -> dict[str, list[float]]:
+        """Wilson for the accuracy `score` reports; bootstrap AUROC on P(class 1), or macro over C classes."""
+        p, y = class_probs(preds), self._gt(split)
+        right = round(self.score(preds, split)["acc"] * len(y))
+        auroc = bootstrap_auroc(p[:, 1] if p.shape[1] == 2 else p, y)  # 1,000 resamples, seed 0
+        return {"acc": list(wilson(right, len(y))), "auroc": list(auroc)}
 
     def same(self, a: Labels, b: Labels, split: str) -> np.ndarray:
         return class_probs(a).argmax(-1) == class_probs(b).argmax(-1)
