@@ -170,6 +170,13 @@ def validate(cfg: DictConfig) -> None:
             _in_range(cfg, f"loss.{key}", *LOSS_RANGES[key])
     if "prior" in cfg.loss and cfg.loss.prior not in PRIORS:
         raise ConfigError(f"loss.prior={cfg.loss.prior!r}; choices: {list(PRIORS)}")
+    if cfg.task.type == "generate" and cfg.loss.get("radius") == "midweak":  # Loss.prepare never sees tokens
+        raise ConfigError(
+            f"loss.radius=midweak reads soft labels; task {cfg.task.name!r} trains on one-hot answer tokens: "
+            "give the radius as a number"
+        )
+    if "iters" in cfg.method:  # method=s2s: rounds of the strong model learning its own predictions
+        _positive(cfg, "method.iters")
     _in_range(cfg, "optim.weight_decay", 0.0, 1.0)
     _positive(cfg, "eval_batch_size")
     if cfg.trainer.get("max_steps", -1) in (None, -1):
