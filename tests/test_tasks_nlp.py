@@ -18,11 +18,13 @@ from datasets import Dataset  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from w2s.tasks import check_schema, load_task  # noqa: E402
+from w2s.kinds import Classify, Pairwise  # noqa: E402
+from w2s.tasks import TaskError, check_schema, load_task, row_hash, row_hashes  # noqa: E402
 from w2s.tasks.__main__ import main as tasks_main  # noqa: E402
+from w2s.tasks.formatters import FORMATTERS  # noqa: E402
 from w2s.tasks.leak import audit, auroc  # noqa: E402
 from w2s.tasks.length import fit_length  # noqa: E402
-from w2s.tasks.nlp import FORMATTERS, FormatError, HubUnavailableError, load_custom, load_hub  # noqa: E402
+from w2s.tasks.nlp import FormatError, HubUnavailableError, load_custom, load_hub  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "task"
 N = 40  # rows per fixture: enough for the audit to see a real leak, too few for noise to pass its p-value
@@ -241,7 +243,7 @@ def test_config_files_have_required_keys(path):
 @pytest.mark.parametrize("name", HUB_TASKS)
 def test_loader_formats_fixture_to_binary_schema(name):
     ds, raw = load_fixture(name)
-    check_schema(ds, "classify", name)
+    check_schema(ds, Classify.columns, name)
     labels = ds["label"]
     assert set(labels) == {0, 1}
     cfg = cfg_of(name)
@@ -494,3 +496,20 @@ def test_cli_list_and_sizes(tmp_path, capsys):
     assert (
         lines["sciq"][-1] == "hub" and lines["rotten_tomatoes"][-1] == "8530" and lines["custom"][-1] == "-"
     )
+
+
+def test_schema_checks_and_hashes_are_column_wise_and_agree_with_rows():
+    ds = Dataset.from_dict(
+        {"prompt": ["p", "q", "r", "s"], "first": ["a", "b", None, "d"], "second": ["x", "y", "z", "w"],
+         "label": [0, 1, 1, 0], "id": ["i0", "i1", "i2", "i3"]}
+    )  # fmt: skip
+    with pytest.raises(TaskError, match=r"row 2 \(id='i2'\) has an empty field 'first'"):
+        check_schema(ds, Pairwise.columns, "t")
+    ok = ds.select([3, 1, 0])  # an indices mapping: rows in the dataset's order, not the table's
+    check_schema(ok, Pairwise.columns, "t")
+    assert row_hashes(ok, Pairwise.columns) == [row_hash(r, Pairwise.columns) for r in ok]
+    with pytest.raises(TaskError, match=r"row 1 \(id='i1'\) has an empty field 'second'"):
+        check_schema(ok.map(lambda r, i: {"second": " \t" if i == 1 else r["second"]}, with_indices=True),
+                     Pairwise.columns, "t")  # fmt: skip
+    with pytest.raises(TaskError, match=r"labels must be 0/1, found \[2\]"):
+        check_schema(ok.map(lambda r: {"label": 2 if r["id"] == "i0" else r["label"]}), Pairwise.columns, "t")

@@ -72,17 +72,24 @@ def random_noise_labels(weak: np.ndarray, gt: np.ndarray, seed: int) -> np.ndarr
 
     The control of Appendix E: a student that beats its supervisor by more on these labels than on the real
     ones is merely robust to noise; one that does equally well could not imitate the real errors either. The
-    multiset of confidences max(p, 1-p) is kept (shuffled over rows), so only the errors' structure changes.
+    multiset of confidences (each row's top probability) is kept (shuffled over rows), so only the errors'
+    structure changes. `weak` is P(class 1) [N] (returned so) or C class probabilities [N, C]: a wrong row then
+    points at a random other class, which gets the confidence; the other classes share the rest.
     """
     weak = np.asarray(weak, dtype=np.float64)
-    y = np.asarray(gt) > 0.5
+    probs = np.stack([1 - weak, weak], axis=-1) if weak.ndim == 1 else weak
+    n, c = probs.shape
+    y = np.asarray(gt).astype(int) if weak.ndim > 1 else (np.asarray(gt) > 0.5).astype(int)
     rng = np.random.default_rng(seed)
-    n_wrong = int(((weak > 0.5) != y).sum())
-    conf = rng.permutation(np.maximum(weak, 1 - weak))
-    wrong = np.zeros(len(y), dtype=bool)
-    wrong[rng.choice(len(y), size=n_wrong, replace=False)] = True
-    toward_one = y ^ wrong  # the hard label the noisy target points to
-    return np.where(toward_one, conf, 1 - conf).astype(np.float32)
+    n_wrong = int((probs.argmax(-1) != y).sum())
+    conf = rng.permutation(probs.max(-1))
+    wrong = np.zeros(n, dtype=bool)
+    wrong[rng.choice(n, size=n_wrong, replace=False)] = True
+    shift = rng.integers(1, c, size=n) if c > 2 else np.ones(n, dtype=int)  # binary: the other class
+    pointed = np.where(wrong, (y + shift) % c, y)
+    out = np.repeat(((1 - conf) / (c - 1))[:, None], c, axis=1)
+    out[np.arange(n), pointed] = conf
+    return (out[:, 1] if weak.ndim == 1 else out).astype(np.float32)
 
 
 def easy_mask(score: np.ndarray, quantile: float, easy_is_low: bool) -> np.ndarray:

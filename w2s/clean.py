@@ -317,12 +317,13 @@ def configured(cfg: DictConfig, kind: Kind) -> Method | None:
     return method
 
 
-def feature_layer(method: Method, model_cfg: Any) -> int | None:
-    """The `hidden_states` index the method's features come from: its `layer`, or the middle block's output
-    (`num_hidden_layers // 2` of the model's config); None when it reads no features."""
+def feature_layer(method: Method, kind: Kind, model_cfg: Any) -> int | None:
+    """The layer the method's features come from: its `layer`, else the kind's choice (`probe_layer`: the middle
+    block's output of a text model, `hidden_states[num_hidden_layers // 2]`; None, the pooled output, for an
+    image model); None when it reads no features."""
     if not method.reads_features:
         return None
-    return method.layer if method.layer is not None else models.num_layers(model_cfg) // 2
+    return method.layer if method.layer is not None else kind.probe_layer(model_cfg)
 
 
 def clean_stage(cfg: DictConfig, kind: Kind, method: Method, model_cfg: Any, labels: str, split: str) -> Path:
@@ -332,7 +333,7 @@ def clean_stage(cfg: DictConfig, kind: Kind, method: Method, model_cfg: Any, lab
     holding the kept rows only (relabelled where the method relabels), and results.json's `clean` numbers as
     the manifest's meta. Cached by the labels it cleaned, the features' model, layer and precision, the clean
     config and the seed, so a sweep over losses or students of one feature model reuses it."""
-    layer = feature_layer(method, model_cfg)
+    layer = feature_layer(method, kind, model_cfg)
     key: dict[str, Any] = {
         "labels": Path(labels).parent.name,
         "split": split,

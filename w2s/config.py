@@ -157,7 +157,8 @@ def validate(cfg: DictConfig) -> None:
         if m.train_mode not in TRAIN_MODES:
             raise ConfigError(f"{role}.train_mode={m.train_mode!r}; choices: {list(TRAIN_MODES)}")
         _positive(cfg, f"{role}.batch_size")
-        _positive(cfg, f"{role}.max_length")
+        if m.get("arch") != "vision":  # an image model reads pixels at its resolution, not tokens
+            _positive(cfg, f"{role}.max_length")
         if not isinstance(m.lr, float | int) or not (0 < float(m.lr) < 1) or math.isnan(float(m.lr)):
             raise ConfigError(f"{role}.lr={m.lr!r} must be a number in (0, 1)")
         if cfg.task.type == "generate" and m.get("arch") != "decoder":

@@ -29,6 +29,13 @@ def class_metrics(prob: np.ndarray | torch.Tensor, label: np.ndarray | torch.Ten
     return {"acc": float((p.argmax(-1) == y).mean()), "auroc": float(_auroc(p, y, np.ones((1, len(y))))[0])}
 
 
+def scores(prob: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """Accuracy and AUROC of class probabilities [N, C] against classes [N], for every scored kind and for
+    validation: torchmetrics' binary metrics on P(class 1) when C = 2, else `class_metrics`."""
+    p = np.asarray(prob, dtype=np.float32)
+    return binary_metrics(p[:, 1], label) if p.shape[-1] == 2 else class_metrics(p, label)
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for an accuracy of k right out of n (stays inside [0, 1], sound near 0 and 1)."""
     if n == 0:

@@ -12,7 +12,7 @@ from torch import nn
 
 from w2s.analysis import selection_key
 from w2s.data import soft_targets
-from w2s.metrics import binary_metrics
+from w2s.metrics import scores
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -70,15 +70,15 @@ class W2SModule(pl.LightningModule):
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        prob = torch.softmax(self.model(batch).float(), dim=-1)[:, 1]
-        self._val.setdefault(dataloader_idx, []).append((prob.cpu(), batch["target"][:, 1].cpu()))
+        prob = torch.softmax(self.model(batch).float(), dim=-1)
+        self._val.setdefault(dataloader_idx, []).append((prob.cpu(), batch["target"].argmax(-1).cpu()))
 
     def on_validation_epoch_end(self) -> None:
         point: dict[str, float] = {"step": float(self.global_step)}
         for k, parts in sorted(self._val.items()):
             prob = torch.cat([p for p, _ in parts]).numpy()
-            label = (torch.cat([t for _, t in parts]).numpy() > 0.5).astype(int)
-            for metric, value in binary_metrics(prob, label).items():
+            label = torch.cat([t for _, t in parts]).numpy()
+            for metric, value in scores(prob, label).items():
                 name = f"{self.val_names[k]}/{metric}"
                 point[name] = value
                 self.log(name, value if not math.isnan(value) else 0.0, add_dataloader_idx=False)

@@ -38,12 +38,12 @@ def task_stage(cfg: DictConfig) -> TaskData:
     sizes = split_sizes(cfg.split, extra_transfers(cfg))
     loaded = None
     if any(is_fraction(v) for v in sizes.values()):  # fractions key by the counts they resolve to
-        loaded = load_task(cfg.task, seed=int(cfg.seed))
+        loaded = load_task(cfg.task, int(cfg.seed), kind_class(cfg.task.type))
         sizes = resolve_sizes(sizes, len(loaded[0]))
     key = {"task": cfg.task, "sizes": sizes, "seed": int(cfg.seed), **fingerprint(cfg.task)}
 
     def build(out: Path) -> dict[str, Any]:
-        ds, info = loaded or load_task(cfg.task, seed=int(cfg.seed))
+        ds, info = loaded or load_task(cfg.task, int(cfg.seed), kind_class(cfg.task.type))
         splits = make_splits(ds, sizes, int(cfg.seed))
         DatasetDict({"all": ds, **splits}).save_to_disk(str(out / "splits"))
         return {"info": info, "sizes": sizes}

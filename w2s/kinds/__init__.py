@@ -6,10 +6,16 @@ from __future__ import annotations
 from w2s.errors import ConfigError
 from w2s.kinds.base import Kind, Labels, TaskData
 from w2s.kinds.generate import Generative
+from w2s.kinds.image import Image
 from w2s.kinds.scored import Classify, Pairwise
 
 #: One implementation per `task.type`.
-KINDS: dict[str, type[Kind]] = {"classify": Classify, "pairwise": Pairwise, "generate": Generative}
+KINDS: dict[str, type[Kind]] = {
+    "classify": Classify,
+    "pairwise": Pairwise,
+    "image": Image,
+    "generate": Generative,
+}
 
 
 def kind_class(task_type: str) -> type[Kind]:

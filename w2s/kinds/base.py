@@ -46,6 +46,11 @@ class Kind(Protocol):
     """One kind of task, from rows to agreement. Built once per run as `KindClass(cfg, data)`."""
 
     data: TaskData
+    #: the columns a loader's rows must fill (all but `label` define a row's content: dedup, disjoint splits)
+    columns: tuple[str, ...]
+    #: a classified kind's class count when task.num_classes is unset (None: the data's); unclassified kinds
+    #: have no `label` column
+    default_classes: int | None
     #: the task column holding ground truth (GT is one more label source: that column of a split)
     gt_column: str
     #: the validation metric checkpoints are selected by, and the one that breaks its ties
@@ -124,6 +129,11 @@ class Kind(Protocol):
     def frozen_features(self, model_cfg: Any, rows: Sequence[int], layer: int | None) -> torch.Tensor:
         """Frozen features of task rows `rows` from hidden layer `layer` (None: the model's own setting), for
         the probes that clean weak labels; a kind without features raises a ConfigError."""
+        ...
+
+    def probe_layer(self, model_cfg: Any) -> int | None:
+        """The layer a cleaning probe reads when `clean.layer` is null: the middle one where the model's layers
+        can be chosen, None (the model's own features) where not; a kind without features raises."""
         ...
 
 

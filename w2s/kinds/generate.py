@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torch.utils.data import DataLoader
 
-from w2s.data import AnswerCollate, Examples, PromptCollate, longest_first
+from w2s.data import AnswerCollate, Examples, PromptCollate, loader
 from w2s.errors import ConfigError
 from w2s.generative import SELECT, TIE_BREAK, Encoded, GenModule, build_gen_network, features_at_answers
 from w2s.kinds.base import Labels, TaskData, load_state
@@ -32,6 +32,8 @@ def other_answer(position: str, target: str, pool: list[str], rng: random.Random
 class Generative:
     """Generation: the model writes the answer; labels are answer strings."""
 
+    columns = ("prompt", "target")  # a row's content; no class label, so no balancing
+    default_classes = None
     gt_column = "target"
     module_cls = GenModule
     select, tie_break = SELECT, TIE_BREAK
@@ -57,11 +59,17 @@ class Generative:
         """A generative probe's hidden states are computed per stage in the decoder's own dtype."""
         return None
 
-    def frozen_features(self, model_cfg: Any, rows: Sequence[int], layer: int | None) -> torch.Tensor:
-        raise ConfigError(
+    def _no_features(self) -> ConfigError:
+        return ConfigError(
             f"task {self.cfg.task.name!r} generates answers: its labels are strings, which a probe on frozen "
             "features cannot clean (clean=none)"
         )
+
+    def frozen_features(self, model_cfg: Any, rows: Sequence[int], layer: int | None) -> torch.Tensor:
+        raise self._no_features()
+
+    def probe_layer(self, model_cfg: Any) -> int | None:
+        raise self._no_features()
 
     def _view(self, model_cfg: Any) -> Encoded:
         if model_cfg.name not in self._enc:
@@ -96,11 +104,10 @@ class Generative:
         """Prompts, left-padded, longest first: greedy decoding of `max_answer` tokens per row."""
         enc = self._view(model_cfg)
         ids = enc.prompt_ids(rows)
-        ex = Examples(ids, [0] * len(ids), rows["idx"])
-        tok = enc.tok
-        collate = PromptCollate(tok.pad_token_id, tok.eos_token_id, self.max_answer)
-        batches = longest_first([len(x) for x in ids], int(self.cfg.eval_batch_size))
-        return DataLoader(ex, batch_sampler=batches, collate_fn=collate)
+        collate = PromptCollate(enc.tok.pad_token_id, enc.tok.eos_token_id, self.max_answer)
+        return loader(
+            Examples(ids, [0] * len(ids), rows["idx"]), int(self.cfg.eval_batch_size), collate, False
+        )
 
     def decode(self, model_cfg: Any, out: Any) -> Labels:
         """Generated token ids per row -> the answer each names (its first move token)."""

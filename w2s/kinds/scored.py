@@ -21,7 +21,7 @@ from w2s import analysis, dist, models
 from w2s.data import Examples, FeatureCollate, TextCollate, loader
 from w2s.features import Featurizer, feature_precision, features
 from w2s.kinds.base import Labels, TaskData, class_probs, load_state
-from w2s.metrics import binary_metrics, bootstrap_auroc, wilson
+from w2s.metrics import bootstrap_auroc, scores, wilson
 from w2s.module import W2SModule
 from w2s.networks import Cached, Classifier, lora_body
 from w2s.text import TextFeaturizer, store_key, tokenize
@@ -43,6 +43,7 @@ class Scored(ABC):
     module_cls = W2SModule
     tie_break: str | None = None
     has_confidence = True
+    default_classes: int | None = 2  # the class count when task.num_classes is not set (None: the data's)
     n_out = 2  # logits per row
     pairs = False  # rows hold one input per candidate
 
@@ -73,6 +74,10 @@ class Scored(ABC):
     def feature_precision(self, model_cfg: Any) -> str | None:
         """What a probe's frozen features were computed in (bf16 where native): part of its stage's key."""
         return feature_precision(self.cfg, model_cfg) if model_cfg.train_mode == "probe" else None
+
+    def probe_layer(self, model_cfg: Any) -> int | None:
+        """The model's own features (an image model's pooled output, the only ones it gives)."""
+        return None
 
     def frozen_features(self, model_cfg: Any, rows: Sequence[int], layer: int | None) -> torch.Tensor:
         feat = self._featurizer(model_cfg, layer)
@@ -125,9 +130,16 @@ class Scored(ABC):
 
         def make(rows: Dataset, labels: Labels) -> Examples:
             idx = rows["idx"]
-            return Examples([inputs[i] for i in idx], list(labels), idx)
+            return Examples([inputs[i] for i in idx], [self._target(v) for v in labels], idx)
 
         return make
+
+    def _target(self, label: Any) -> Any:
+        """A stored label as a training target: a C-class GT index becomes its one-hot distribution (a binary
+        one already is P(class 1))."""
+        if self.n_out > 2 and not isinstance(label, list | tuple):
+            return [float(c == int(label)) for c in range(self.n_out)]
+        return label
 
     def predict_batches(self, model_cfg: Any, net: nn.Module, rows: Dataset) -> DataLoader:
         ex = self.examples(model_cfg, net)(rows, [0.0] * len(rows))
@@ -145,7 +157,7 @@ class Scored(ABC):
         p, y = class_probs(preds), self._gt(split)
         if mask is not None:
             p, y = p[mask], y[mask]
-        return binary_metrics(p[:, 1], y)
+        return scores(p, y)
 
     def intervals(self, preds: Labels, split: str = "test") -> dict[str, list[float]]:
         """Wilson for the accuracy `score` reports; bootstrap AUROC on P(class 1), or macro over C classes."""
@@ -161,12 +173,12 @@ class Scored(ABC):
         return class_probs(preds).argmax(-1) == self._gt(split)
 
     def noise(self, weak: Labels, split: str, seed: int) -> Labels:
-        p = class_probs(weak)[:, 1]
-        return analysis.random_noise_labels(p, self._gt(split), seed).tolist()
+        return analysis.random_noise_labels(np.asarray(weak), self._gt(split), seed).tolist()
 
     def confidence(self, labels: Labels) -> np.ndarray:
-        """Difficulty by the supervisor's confidence |p - 0.5| (high = easy)."""
-        return np.abs(class_probs(labels)[:, 1] - 0.5)
+        """Difficulty by the supervisor's confidence, |p - 0.5| (binary) or its top probability (high = easy)."""
+        p = class_probs(labels)
+        return np.abs(p[:, 1] - 0.5) if p.shape[1] == 2 else p.max(1)
 
 
 class _Text(Scored):
@@ -174,6 +186,10 @@ class _Text(Scored):
 
     def _featurizer(self, model_cfg: Any, layer: int | None = None) -> TextFeaturizer:
         return TextFeaturizer(self.cfg, model_cfg, self.data.splits["all"], layer)
+
+    def probe_layer(self, model_cfg: Any) -> int | None:
+        """The middle block's output, `hidden_states[num_hidden_layers // 2]` (index 0 is the embeddings)."""
+        return models.num_layers(model_cfg) // 2
 
     def _store_key(self) -> dict[str, Any]:
         return store_key(self.cfg.task)
@@ -184,13 +200,20 @@ class _Text(Scored):
 
 
 class Classify(_Text):
-    """Binary classification of one text per row (`text`, `label` 0/1)."""
+    """Classification of one text per row (`label` in [0, task.num_classes), binary by default)."""
+
+    columns = ("text", "label")
+
+    def __init__(self, cfg: Any, data: TaskData):
+        super().__init__(cfg, data)
+        self.n_out = classes(cfg, data, self.default_classes)
 
 
 class Pairwise(_Text):
     """Reward modelling: which of two completions of a prompt is better. Both go through the model, one scalar
     head scores each, and the loss sees the two-way logits [r_first, r_second]."""
 
+    columns = ("prompt", "first", "second", "label")
     n_out, pairs = 1, True
 
     def network(self, model_cfg: Any) -> nn.Module:
@@ -203,6 +226,13 @@ class Pairwise(_Text):
                 net.head.weight.copy_(init.reshape(1, -1))
                 net.head.bias.zero_()
         return net
+
+
+def classes(cfg: Any, data: TaskData | None, default: int | None) -> int:
+    """A classified task's class count: `task.num_classes`, else the count the task stage found, else the kind's
+    default."""
+    found = data.info.get("classes") if data is not None else None
+    return int(cfg.task.get("num_classes") or found or default or 2)
 
 
 def reward_head_init(task_cfg: Any, model_cfg: Any) -> torch.Tensor | None:

@@ -1,6 +1,6 @@
 """Task loading: a loader returns rows in its kind's schema; this module checks, dedups and balances them.
 
-See docs/DESIGN.md for the three kinds (classify, pairwise, generate) and their columns.
+Each kind (`w2s.kinds`) declares its row columns; docs/DESIGN.md lists them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -21,56 +23,82 @@ from w2s.errors import TaskError, UserError
 
 log = logging.getLogger(__name__)
 
-SCHEMAS: dict[str, tuple[str, ...]] = {
-    "classify": ("text", "label"),
-    "pairwise": ("prompt", "first", "second", "label"),
-    "generate": ("prompt", "target"),
-}
+
+def _hash(values: tuple[Any, ...]) -> str:
+    parts = (v if isinstance(v, bytes) else str(v).encode() for v in values)
+    return hashlib.sha256(b"\x1f".join(parts)).hexdigest()[:20]
 
 
-def row_hash(row: dict[str, Any], kind: str) -> str:
-    """Content hash of the fields that define an example: used for dedup and split disjointness checks."""
-    payload = "\x1f".join(str(row[c]) for c in SCHEMAS[kind] if c != "label")
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+def content(columns: tuple[str, ...]) -> list[str]:
+    """The columns that define an example (all but its class label): dedup and split disjointness use these."""
+    return [c for c in columns if c != "label"]
 
 
-def check_schema(ds: Dataset, kind: str, task: str) -> None:
-    """Fail with the row index and field name when a loader returned an incomplete row."""
-    if kind not in SCHEMAS:
-        raise TaskError(f"task {task!r}: unknown type {kind!r}; choices: {sorted(SCHEMAS)}")
-    missing = [c for c in SCHEMAS[kind] if c not in ds.column_names]
+def row_hash(row: dict[str, Any], columns: tuple[str, ...]) -> str:
+    """Content hash of one row (text, or an image's bytes): used for dedup and split disjointness checks."""
+    return _hash(tuple(row[c] for c in content(columns)))
+
+
+def row_hashes(ds: Dataset, columns: tuple[str, ...]) -> list[str]:
+    """`row_hash` of every row, read column by column (iterating a Dataset row by row costs minutes on a large
+    task)."""
+    table = ds.with_format("arrow")[:]
+    cols = [table.column(c).to_pylist() for c in content(columns)]
+    return [_hash(values) for values in zip(*cols, strict=True)]
+
+
+def check_schema(ds: Dataset, columns: tuple[str, ...], task: str, classes: int | None = None) -> int | None:
+    """Fail with the row index and field name when a loader returned an incomplete row, or a label outside
+    [0, classes) (`classes` None: any class index, their count inferred). Column-wise (Arrow compute), so a task
+    of millions of rows is checked in a second. Returns the class count (None for unlabelled kinds)."""
+    missing = [c for c in columns if c not in ds.column_names]
     if missing:
         raise TaskError(f"task {task!r}: loader returned no column(s) {missing}; has {ds.column_names}")
-    for c in SCHEMAS[kind]:
-        for i, v in enumerate(ds[c]):
-            if v is None or (isinstance(v, str) and not v.strip() and c != "label"):
-                raise TaskError(
-                    f"task {task!r}: row {i} (id={ds[i].get('id', i)!r}) has an empty field {c!r}"
-                )
-    if "label" in SCHEMAS[kind]:
-        bad = sorted({v for v in ds["label"] if v not in (0, 1)})
-        if bad:
-            raise TaskError(f"task {task!r}: labels must be 0/1, found {bad[:5]}")
+    table = ds.with_format("arrow")[:]
+    for c in columns:
+        col = table.column(c)
+        empty = pc.is_null(col)
+        if c != "label" and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            empty = pc.or_kleene(empty, pc.equal(pc.utf8_trim_whitespace(col), ""))
+        i = pc.index(empty, True).as_py()
+        if i >= 0:
+            raise TaskError(f"task {task!r}: row {i} (id={ds[i].get('id', i)!r}) has an empty field {c!r}")
+    if "label" not in columns:
+        return None
+    found = pc.unique(table.column("label")).to_pylist()
+    n = classes if classes is not None else max([int(v) + 1 for v in found if isinstance(v, int)] or [0])
+    bad = sorted(v for v in found if not (isinstance(v, int) and 0 <= v < n))
+    if bad:
+        want = "0/1" if n == 2 else f"class indices 0..{n - 1}"
+        raise TaskError(f"task {task!r}: labels must be {want}, found {bad[:5]}")
+    return n
 
 
-def balance(ds: Dataset, seed: int) -> tuple[Dataset, dict[str, int]]:
-    """Undersample the majority class so both classes are equally frequent (the paper's balanced tasks)."""
+def balance(ds: Dataset, seed: int, classes: int = 2) -> tuple[Dataset, dict[str, int]]:
+    """Undersample to the rarest class so every class is equally frequent (the paper's balanced tasks)."""
     labels = np.asarray(ds["label"])
-    counts = {int(c): int((labels == c).sum()) for c in (0, 1)}
-    n = min(counts.values())
+    counts = {int(c): int((labels == c).sum()) for c in range(classes)}
+    n = min(counts.values()) if counts else 0
     if len(labels) == 0:
-        raise TaskError("dataset has no rows; a binary task needs examples of both labels")
+        raise TaskError("dataset has no rows; a classification task needs examples of every class")
     if n == 0:
-        raise TaskError(f"dataset has one class only: counts {counts}; a binary task needs both labels")
+        raise TaskError(f"dataset lacks a class: counts {counts}; a classification task needs every class")
     rng = np.random.default_rng(seed)
-    keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False) for c in (0, 1)])
+    keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False) for c in counts])
     keep.sort()
-    return ds.select(keep), {"before_0": counts[0], "before_1": counts[1], "after_each": n}
+    return ds.select(keep), {**{f"before_{c}": k for c, k in counts.items()}, "after_each": n}
 
 
-def load_task(task_cfg: Any, seed: int = 0) -> tuple[Dataset, dict[str, Any]]:
-    """Load, check, dedup and (for labelled kinds) balance a task. Returns the dataset and its counts."""
-    name, kind = task_cfg.name, task_cfg.type
+def load_task(task_cfg: Any, seed: int = 0, kind: Any = None) -> tuple[Dataset, dict[str, Any]]:
+    """Load, check, dedup and (for classified kinds) balance a task. Returns the dataset and its counts.
+
+    The row schema is the kind's (`kind.columns`; `task.type` names it when `kind` is not given); a classified
+    kind's class count is `task.num_classes`, else the kind's default, else the data's."""
+    if kind is None:
+        from w2s.kinds import kind_class  # the kinds own their row schemas; they build on tasks' rows
+
+        kind = kind_class(task_cfg.type)
+    name = task_cfg.name
     try:
         ds = instantiate(task_cfg.loader)
     except InstantiationException as e:  # Hydra wraps the loader's own error: show that one
@@ -79,8 +107,8 @@ def load_task(task_cfg: Any, seed: int = 0) -> tuple[Dataset, dict[str, Any]]:
         raise
     if not isinstance(ds, Dataset):
         raise TaskError(f"task {name!r}: loader must return datasets.Dataset, got {type(ds).__name__}")
-    check_schema(ds, kind, name)
-    hashes = [row_hash(r, kind) for r in ds]
+    classes = check_schema(ds, kind.columns, name, task_cfg.get("num_classes", kind.default_classes))
+    hashes = row_hashes(ds, kind.columns)
     seen: set[str] = set()
     keep = [i for i, h in enumerate(hashes) if not (h in seen or seen.add(h))]
     info: dict[str, Any] = {"loaded": len(ds), "duplicates_dropped": len(ds) - len(keep)}
@@ -88,9 +116,11 @@ def load_task(task_cfg: Any, seed: int = 0) -> tuple[Dataset, dict[str, Any]]:
     ds = ds.add_column("hash", [hashes[i] for i in keep])
     if "id" not in ds.column_names:
         ds = ds.add_column("id", [f"{name}-{i}" for i in keep])
-    if kind != "generate" and task_cfg.get("balance", True):
-        ds, counts = balance(ds, seed)
-        info.update(counts)
+    if classes is not None:
+        info["classes"] = classes
+        if task_cfg.get("balance", True):
+            ds, counts = balance(ds, seed, classes)
+            info.update(counts)
     info["size"] = len(ds)
     return ds, info
 

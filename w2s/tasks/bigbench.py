@@ -1,11 +1,12 @@
 """BIG-bench JSON tasks offline, from the `bigbench` 1.0.0 source distribution on PyPI (Apache-2.0).
 
 The sdist holds every task's `task.json`; it is fetched once by `make install-offline` into the cache
-(`$W2S_CACHE/bigbench`, default `~/.cache/w2s/bigbench`), checked against its sha256, and only the files
-of a task that is asked for are unpacked beside it (atomically: a temp folder renamed into place). Nothing
-here touches the network. A multiple-choice example (`target_scores` with one best option; two options is the
-binary case) becomes one `classify` row with the existing MC conversion of w2s.tasks.nlp: the question with
-its right answer (label 1) or with a random wrong one (label 0), seeded and exactly balanced.
+(`$W2S_CACHE/bigbench`, default `~/.cache/w2s/bigbench`), checked against its sha256, and its task.json
+files (only those) are unpacked beside it on first use, all in one pass (atomically: a temp folder renamed
+into place). Nothing here touches the network. A multiple-choice example (`target_scores` with one best
+option; two options is the binary case) becomes one `classify` row with the MC conversion of
+w2s.tasks.formatters: the question with its right answer (label 1) or with a random wrong one (label 0),
+seeded and exactly balanced.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset
+from filelock import FileLock
 
 from w2s.errors import TaskError
-from w2s.tasks.nlp import _pick, load_hub, register
+from w2s.tasks.formatters import pick, register
+from w2s.tasks.nlp import load_hub
 
 SDIST = "bigbench-1.0.0.tar.gz"
 SDIST_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
@@ -46,46 +49,49 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def task_dir(task: str, cache: Path | None = None) -> Path:
-    """The folder of `task`'s task.json files (subtask folders kept), unpacked from the checked sdist on
-    first use; the sdist's other files (task.py programs, model results) are never unpacked."""
+def unpack(cache: Path | None = None) -> Path:
+    """The folder of every task's task.json files (subtask folders kept), unpacked from the checked sdist in
+    one pass on first use: one scan of the 360 MB gzip instead of one per task. Built in a temp folder and
+    renamed into place under a file lock, so a second process waits and reuses it; the sdist's other files
+    (task.py programs, model results) are never unpacked."""
     cache = cache or cache_dir()
-    out = cache / "tasks" / task
+    out = cache / "task_json"
     if out.is_dir():
         return out
     sdist = cache / SDIST
     if not sdist.is_file():
-        raise TaskError(f"BIG-bench task {task!r} needs {sdist}: run {INSTALL.format(dir=cache)}")
-    if _sha256(sdist) != SDIST_SHA256:
-        raise TaskError(
-            f"{sdist} does not match sha256 {SDIST_SHA256}: delete it and run make install-offline"
-        )
-    prefix = f"{TASKS_IN_SDIST}{task}/"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{task}-"))
-    try:
-        n = 0
-        with tarfile.open(sdist) as tar:
-            for m in tar:
-                if m.isfile() and m.name.startswith(prefix) and m.name.endswith("/task.json"):
-                    dest = tmp / m.name[len(prefix) :]
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    src = tar.extractfile(m)
-                    assert src is not None  # a regular file member always has a stream
-                    dest.write_bytes(src.read())
-                    n += 1
-        if n == 0:
-            raise TaskError(f"BIG-bench has no JSON task {task!r} (a Python task, or a misspelled name)")
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the cache from the rest of the group
+        raise TaskError(f"BIG-bench tasks need {sdist}: run {INSTALL.format(dir=cache)}")
+    with FileLock(str(out) + ".lock"):
+        if out.is_dir():  # another process unpacked it while this one waited
+            return out
+        if _sha256(sdist) != SDIST_SHA256:
+            raise TaskError(
+                f"{sdist} does not match sha256 {SDIST_SHA256}: delete it and run make install-offline"
+            )
+        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".tmp-task_json-"))
         try:
+            with tarfile.open(sdist) as tar:
+                for m in tar:
+                    if m.isfile() and m.name.startswith(TASKS_IN_SDIST) and m.name.endswith("/task.json"):
+                        dest = tmp / m.name[len(TASKS_IN_SDIST) :]
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        src = tar.extractfile(m)
+                        assert src is not None  # a regular file member always has a stream
+                        dest.write_bytes(src.read())
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the cache from the rest of the group
             os.replace(tmp, out)
-        except OSError:  # another process unpacked the same task first: keep its copy
-            if not out.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def task_dir(task: str, cache: Path | None = None) -> Path:
+    """The folder of `task`'s task.json files, from the unpacked sdist."""
+    out = unpack(cache) / task
+    if not out.is_dir():
+        raise TaskError(f"BIG-bench has no JSON task {task!r} (a Python task, or a misspelled name)")
     return out
 
 
@@ -124,7 +130,7 @@ def mc_examples(task: str, subtasks: list[str] | None = None, cache: Path | None
 
 @register("bigbench", TEMPLATE, multiple_choice=True)
 def fmt_bigbench(row, target, rng):
-    ans, label = _pick(row["correct"], row["wrong"], target, rng)
+    ans, label = pick(row["correct"], row["wrong"], target, rng)
     return {"question": row["input"], "answer": ans, "label": label}
 
 

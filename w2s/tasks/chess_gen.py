@@ -199,6 +199,42 @@ def generate_puzzles(
     return cached_rows("puzzles", key, cache_dir, build)
 
 
+def preference_pair(
+    engine: chess.engine.SimpleEngine,
+    position: Position,
+    kind: str,
+    rng: random.Random,
+    depth: int,
+    input_format: str,
+) -> dict[str, Any] | None:
+    """One position's move pair of `kind` as a row, `better` (0/1 = which of `a`, `b`) by Stockfish with both
+    moves searched together (multipv=2 restricted to the pair); None under three legal moves."""
+    pid, board, rating = position
+    legal = list(board.legal_moves)
+    if len(legal) < 3:
+        return None
+    best = _analyse(engine, board, depth, pid)[0]["pv"][0]
+    others = [m for m in legal if m != best]
+    a, b = (best, rng.choice(others)) if kind == "best_vs_random" else tuple(rng.sample(others, 2))
+    infos = _analyse(engine, board, depth, pid + "-pair", multipv=2, root_moves=[a, b])
+    scores = {i["pv"][0]: score_cp(i, board.turn) for i in infos if "pv" in i}
+    if len(scores) < 2:
+        return None
+    gap = scores[a] - scores[b]
+    return {
+        "id": f"pref-{pid}-{'-'.join(sorted((a.uci(), b.uci())))}",
+        "prompt": board_prompt(board, input_format),
+        "a": board.san(a),
+        "b": board.san(b),
+        "better": int(gap < 0),
+        "kind": kind,
+        "margin_cp": abs(gap),
+        "difficulty": 1.0 / (1.0 + abs(gap) / 100.0),
+        "fen": board.fen(),
+        "rating": rating,
+    }
+
+
 def generate_preferences(
     n: int,
     seed: int = 0,
@@ -240,35 +276,13 @@ def generate_preferences(
         seen: set[str] = set()
 
         def step(engine: chess.engine.SimpleEngine) -> dict | None:
-            pid, board, rating = next(stream)
-            legal = list(board.legal_moves)
+            position = next(stream)
             kind = rng.choices(names, weights)[0]
-            if len(legal) < 3:
+            row = preference_pair(engine, position, kind, rng, depth, input_format)
+            if row is None or row["margin_cp"] < margin_cp or row["id"] in seen:
                 return None
-            best = _analyse(engine, board, depth, pid)[0]["pv"][0]
-            others = [m for m in legal if m != best]
-            a, b = (best, rng.choice(others)) if kind == "best_vs_random" else tuple(rng.sample(others, 2))
-            infos = _analyse(engine, board, depth, pid + "-pair", multipv=2, root_moves=[a, b])
-            scores = {i["pv"][0]: score_cp(i, board.turn) for i in infos if "pv" in i}
-            if len(scores) < 2:
-                return None
-            gap = scores[a] - scores[b]
-            pair_id = f"pref-{pid}-{'-'.join(sorted((a.uci(), b.uci())))}"
-            if abs(gap) < margin_cp or pair_id in seen:
-                return None
-            seen.add(pair_id)
-            return {
-                "id": pair_id,
-                "prompt": board_prompt(board, input_format),
-                "a": board.san(a),
-                "b": board.san(b),
-                "better": int(gap < 0),
-                "kind": kind,
-                "margin_cp": abs(gap),
-                "difficulty": 1.0 / (1.0 + abs(gap) / 100.0),
-                "fen": board.fen(),
-                "rating": rating,
-            }
+            seen.add(row["id"])
+            return row
 
         return _run(n, "chess preferences", step, engine_path, max_tries=50 * n + 100)
 
