@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from conftest import built, make_cfg
 from datasets import load_from_disk
+from test_image_kind import TINY as IMAGE_TINY
+from test_image_kind import image_folder
 
 from w2s import artifacts, tracking
 from w2s.clean import count
@@ -26,6 +28,9 @@ from w2s.pipeline import run
 TINY = ["experiment=tiny", "logger=csv"]
 TRANSFER = 120  # conf/experiment/tiny.yaml's split.transfer
 REPO = Path(__file__).resolve().parents[1]
+IMAGES = [
+    o for o in IMAGE_TINY if o != "logger=none"
+]  # tests/test_image_kind.py's tiny image models and splits
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +96,17 @@ def test_each_clean_method_is_a_stage_the_student_learns_from(cfg, case):
     assert steps == -(-info["kept"] // key["batch_size"])  # one epoch over the kept rows only
     if "noise" in res:  # the noise control reads the uncleaned weak labels: all rows' error count
         assert res["noise_error_rate"] == pytest.approx(1 - info["weak_acc_all"])
+
+
+def test_an_image_kind_cleans_its_c_class_labels_on_the_pooled_features(cfg, tmp_path):
+    """Three classes: labels are C probabilities, the probe reads the model's pooled output (layer null)."""
+    folder = image_folder(tmp_path / "images")
+    res = run(cfg(*IMAGES, f"task.path={folder}", "clean=knn", "clean.k=5", "clean.action=both"))
+    info = res["clean"]
+    assert info["layer"] is None and info["kept"] == info["rows"] - count(0.1, info["rows"])
+    idx, values = _cleaned(res)
+    assert len(idx) == info["kept"] and all(len(v) == 3 and abs(sum(v) - 1) < 1e-5 for v in values)
+    assert set(res["ci"]["w2s"]) == {"acc", "auroc"}  # macro one-vs-rest AUROC over the three classes
 
 
 def test_window_midweak_reads_its_radius_from_the_cleaned_training_labels(cfg, monkeypatch):
