@@ -12,15 +12,16 @@ def _killed_while_starting(signum, frame):  # imports take seconds; nothing is w
 
 
 signal.signal(signal.SIGTERM, _killed_while_starting)  # also the handler again once `main` has returned
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a DDP rank starts with its parent's mask
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from w2s import dist, signals, tracking  # noqa: E402
+from w2s import dist, models, overrides, signals, tracking  # noqa: E402
 from w2s.config import validate  # noqa: E402
-from w2s.errors import UserError  # noqa: E402
+from w2s.errors import UserError, storage_error  # noqa: E402
 from w2s.module import NonFiniteLoss  # noqa: E402
 from w2s.pipeline import run  # noqa: E402
 from w2s.progress import quiet  # noqa: E402
@@ -33,6 +34,8 @@ def main(cfg: DictConfig) -> float | None:
         with signals.sigterm_raises():  # SIGTERM sets a flag and raises Terminated; safe points re-check it
             try:
                 validate(cfg)  # before any logger starts: a bad value is one line, not a half-made W&B run
+                dist.set_timeout(cfg.dist.timeout_min)
+                models.set_cache_root(cfg.paths.model_cache)
                 with tracking.session(cfg):  # loggers finish on every exit path; a crash marks W&B failed
                     results = run(cfg)
                 signals.check_terminated()
@@ -40,6 +43,12 @@ def main(cfg: DictConfig) -> float | None:
                 _fail(2, e)
             except NonFiniteLoss as e:  # diverged: the step and the batch's example ids, no traceback
                 _fail(3, e)
+            except Exception as e:
+                if isinstance(e, OSError) and storage_error(e):  # full, read-only, over `ulimit -f`
+                    _fail(2, storage_error(e))
+                if dist.launched() and dist.is_peer_loss(e):  # a peer died or left: this one ends, one line
+                    signals.leave(dist.PEER_LOST)
+                raise
             if dist.is_zero():
                 print(tracking.format_table(results), flush=True)
     except signals.Terminated:
@@ -78,6 +87,11 @@ def _exit(code: int) -> None:
 
 
 if __name__ == "__main__":
+    try:  # Hydra's own errors (unknown group option, unparsable override, unwritable folder): one line, exit 2
+        sys.argv[1:] = overrides.precheck(sys.argv[1:])
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        _exit(2)
     try:
         main()
     except SystemExit as e:  # sys.exit(2) / (3) above, Hydra's own exits (--help, a bad override)

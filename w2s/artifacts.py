@@ -166,7 +166,7 @@ def _publish(tmp: Path, folder: Path, kind: str, key: Any, meta: dict[str, Any],
 
 
 #: errno values that mean "this disk cannot take the write": one error line, never a traceback.
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 

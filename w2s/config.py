@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from w2s import tracking  # noqa: F401  (registers ${w2s_wandb_offline:}, which conf/logger/wandb.yaml uses)
+from w2s import (
+    dist,
+    schema,
+    tracking,  # noqa: F401  (registers ${w2s_wandb_offline:}, which conf/logger/wandb.yaml uses)
+)
 from w2s.errors import ConfigError
-from w2s.losses import PRIORS
 from w2s.models import check_name
 from w2s.splits import SPLIT_ORDER, is_fraction
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-TRAIN_MODES = ("full", "lora", "probe")
+TRAIN_MODES = schema.TRAIN_MODES
 
 
 def by_mode(mode: str, table: dict[str, Any]) -> Any:
@@ -32,24 +35,6 @@ if not OmegaConf.has_resolver("w2s_by_mode"):
     OmegaConf.register_new_resolver("w2s_by_mode", by_mode)
 
 
-#: Loss settings users type, with the closed range each must fall in (`conf/loss/*.yaml`).
-LOSS_RANGES: dict[str, tuple[float, float]] = {
-    "alpha_max": (0.0, 1.0),
-    "warmup_frac": (0.0, 1.0),
-    "prior_value": (0.0, 1.0),
-    "momentum": (0.0, 1.0),
-    "lam_max": (0.0, 10.0),
-    "alpha": (0.0, 10.0),
-    "beta": (0.0, 10.0),
-}
-
-
-def _in_range(cfg: DictConfig, path: str, lo: float, hi: float) -> None:
-    value = OmegaConf.select(cfg, path)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (lo <= value <= hi):
-        raise ConfigError(f"{path}={value!r} must be a number in [{lo:g}, {hi:g}]")
-
-
 def _missing(node: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose value is still `???` (not resolving interpolations, which would raise first)."""
     if isinstance(node, dict):
@@ -61,6 +46,15 @@ def _missing(node: Any, prefix: str = "") -> list[str]:
 
 def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def models_of(vision: bool) -> list[str]:
+    """Catalogue entries that read images (`arch: vision`), or those that read text."""
+    return [
+        n
+        for n in choices("model")
+        if (OmegaConf.load(CONF_DIR / "model" / f"{n}.yaml").get("arch") == "vision") == vision
+    ]
 
 
 def decoders() -> list[str]:
@@ -133,80 +127,88 @@ def model_config(name: str) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def _positive(cfg: DictConfig, path: str, kind: type = int) -> None:
-    value = OmegaConf.select(cfg, path)
-    if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{path}={value!r} must be a positive {kind.__name__}")
-
-
 def validate(cfg: DictConfig) -> None:
-    """Check types, ranges, names and paths; every error names the value and what would be accepted."""
+    """Check types, ranges, names and paths; every error names the value and what would be accepted. One pass
+    per config: `train.py` runs it before any logger starts, and `pipeline.run` (called directly by tests and
+    notebooks) finds it done."""
+    key = OmegaConf.to_yaml(cfg, resolve=False)
+    if _VALIDATED.get(id(cfg)) == key:
+        return
     missing = _missing(OmegaConf.to_container(cfg, resolve=False))
     if missing:
         raise ConfigError(f"{missing[0]} has no value (???); set it on the command line: {missing[0]}=VALUE")
+    schema.check(cfg)  # types, ranges, choices, unknown keys, _target_ allow-list, template, label map
     validate_splits(cfg)
-    modes = ("weak", "oracle", "final")
-    if cfg.early_stop.mode not in modes:
-        raise ConfigError(f"early_stop.mode={cfg.early_stop.mode!r}; choices: {list(modes)}")
-    if not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError(f"seed={cfg.seed!r} must be a non-negative integer")
-    if not (isinstance(cfg.pgr_eps, int | float) and cfg.pgr_eps >= 0):
-        raise ConfigError(f"pgr_eps={cfg.pgr_eps!r} must be a number >= 0")
+    _validate_models(cfg)
+    _validate_chain(cfg)
+    _validate_training(cfg)
+    _validate_loss(cfg)
+    _validate_gen_finetune(cfg)
+    _validate_input(cfg)
+    _VALIDATED[id(cfg)] = key
+
+
+#: Configs that passed `validate`, by identity, with the text they had then (an edit since re-validates).
+_VALIDATED: dict[int, str] = {}
+
+
+def _validate_models(cfg: DictConfig) -> None:
+    """Every role's model reads what the task holds: decoders for a generative task, image models (`arch:
+    vision`) for an image task and only there; LoRA adapts transformers, not image networks."""
     for role in ("supervisor", *[g for g in CHAIN_GROUPS if cfg.get(g) is not None], "student"):
         m = cfg[role]
-        if m.train_mode not in TRAIN_MODES:
-            raise ConfigError(f"{role}.train_mode={m.train_mode!r}; choices: {list(TRAIN_MODES)}")
-        _positive(cfg, f"{role}.batch_size")
-        if m.get("arch") != "vision":  # an image model reads pixels at its resolution, not tokens
-            _positive(cfg, f"{role}.max_length")
-        if not isinstance(m.lr, float | int) or not (0 < float(m.lr) < 1) or math.isnan(float(m.lr)):
-            raise ConfigError(f"{role}.lr={m.lr!r} must be a number in (0, 1)")
         if cfg.task.type == "generate" and m.get("arch") != "decoder":
             raise ConfigError(
                 f"{role}={m.name!r} is an {m.get('arch')}; task {cfg.task.name!r} generates text and needs a "
                 f"decoder; choices: {decoders()}"
             )
-    for key in LOSS_RANGES:
-        if key in cfg.loss:
-            _in_range(cfg, f"loss.{key}", *LOSS_RANGES[key])
-    if "prior" in cfg.loss and cfg.loss.prior not in PRIORS:
-        raise ConfigError(f"loss.prior={cfg.loss.prior!r}; choices: {list(PRIORS)}")
-    if cfg.task.type == "generate" and cfg.loss.get("radius") == "midweak":  # Loss.prepare never sees tokens
-        raise ConfigError(
-            f"loss.radius=midweak reads soft labels; task {cfg.task.name!r} trains on one-hot answer tokens: "
-            "give the radius as a number"
-        )
-    if "iters" in cfg.method:  # method=s2s: rounds of the strong model learning its own predictions
-        _positive(cfg, "method.iters")
-    _in_range(cfg, "optim.weight_decay", 0.0, 1.0)
-    _positive(cfg, "eval_batch_size")
-    if cfg.trainer.get("max_steps", -1) in (None, -1):
-        _positive(cfg, "trainer.max_epochs")
-    _validate_chain(cfg)
-    _validate_analysis(cfg)
-    _validate_training(cfg)
+        if (cfg.task.type == "image") != (m.get("arch") == "vision"):
+            want = "image models" if cfg.task.type == "image" else "text models"
+            raise ConfigError(
+                f"{role}={m.name!r} ({m.get('arch')}) cannot read task {cfg.task.name!r} ({cfg.task.type}); "
+                f"choices: {want}: {models_of(cfg.task.type == 'image')}"
+            )
+        if m.get("arch") == "vision" and m.train_mode == "lora":
+            raise ConfigError(f"{role}.train_mode='lora' adapts transformers; an image model: probe or full")
+        name = OmegaConf.select(cfg, f"{role}.source.name")
+        if name is not None:
+            check_name(name, f"{role}.source.name")
+
+
+def _validate_gen_finetune(cfg: DictConfig) -> None:
     gft = cfg.get("gen_finetune") or {}
-    if gft.get("enabled"):
-        if cfg.task.type == "generate":
-            raise ConfigError(
-                "gen_finetune applies to scored tasks (its LM step is what a generative task trains)"
-            )
-        if cfg.student.get("arch") != "decoder":
-            raise ConfigError(
-                f"gen_finetune needs a decoder student; student={cfg.student.name!r}; choices: {decoders()}"
-            )
-        if gft.train_mode not in ("lora", "full"):
-            raise ConfigError(f"gen_finetune.train_mode={gft.train_mode!r}; choices: ['full', 'lora']")
-        for name in gft.splits:
-            if name not in ("weak", "transfer", "val"):
-                raise ConfigError(
-                    f"gen_finetune.splits has {name!r}; choices: ['transfer', 'val', 'weak'] (never test)"
-                )
-        _positive(cfg, "gen_finetune.epochs")
-        _positive(cfg, "gen_finetune.batch_size")
+    if not gft.get("enabled"):
+        return
+    if cfg.task.type == "generate":
+        raise ConfigError(
+            "gen_finetune applies to scored tasks (its LM step is what a generative task trains)"
+        )
+    if cfg.student.get("arch") != "decoder":
+        raise ConfigError(
+            f"gen_finetune needs a decoder student; student={cfg.student.name!r}; choices: {decoders()}"
+        )
+    if "test" in list(gft.splits):
+        raise ConfigError("gen_finetune.splits has 'test'; choices: ['transfer', 'val', 'weak'] (never test)")
+
+
+def _validate_input(cfg: DictConfig) -> None:
+    """The task's file exists and this user can read it (fingerprinting it would fail later, mid-run)."""
     path = cfg.task.get("path")
-    if path is not None and not Path(path).exists():
+    if path is None:
+        return
+    p = Path(str(path)).expanduser()
+    if not p.exists():
         raise ConfigError(f"task.path={path!r} does not exist")
+    try:
+        if p.is_file():
+            with p.open("rb") as f:
+                f.read(1)
+        else:
+            next(p.iterdir(), None)
+    except OSError as e:
+        raise ConfigError(
+            f"task.path={path!r} cannot be read ({e.strerror or e}); check its permissions"
+        ) from None
 
 
 def validate_splits(cfg: DictConfig) -> None:
@@ -237,32 +239,40 @@ PRECISIONS = (
     "16-mixed", "bf16-mixed", "16-true", "bf16-true", "32-true", "64-true",
     "transformer-engine", "transformer-engine-float16", "16", "32", "64", "bf16", 16, 32, 64,
 )  # fmt: skip
-#: Metrics early stopping can select on: what scored validation reports. A generative task always selects by
-#: its answers' exact match (ties by token accuracy), so there the setting is accepted and unused.
-STOP_METRICS = ("acc", "auroc")
+
+
+def _validate_loss(cfg: DictConfig) -> None:
+    """`loss.radius=midweak` reads soft labels through `Loss.prepare`, which a generative task's one-hot answer
+    tokens never reach (`GenModule`)."""
+    if cfg.task.type == "generate" and cfg.loss.get("radius") == "midweak":
+        raise ConfigError(
+            f"loss.radius=midweak reads soft labels; task {cfg.task.name!r} trains on one-hot answer tokens: "
+            "give the radius as a number"
+        )
 
 
 def _validate_training(cfg: DictConfig) -> None:
-    """Trainer and per-model training settings that Lightning would reject late, or accept and misuse."""
+    """Trainer settings that Lightning would reject late, or accept and misuse."""
     precision = cfg.trainer.get("precision")
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision!r}; choices: {[str(p) for p in PRECISIONS[:8]]}")
-    metric = cfg.early_stop.get("metric")
-    if metric not in STOP_METRICS:
-        raise ConfigError(f"early_stop.metric={metric!r}; choices: {list(STOP_METRICS)}")
-    for role in ("supervisor", *[g for g in CHAIN_GROUPS if cfg.get(g) is not None], "student"):
-        if cfg[role].get("epochs") is not None:  # 0 would train nothing and "select" a step never taken
-            _positive(cfg, f"{role}.epochs")
-        name = OmegaConf.select(cfg, f"{role}.source.name")
-        if name is not None:
-            check_name(name, f"{role}.source.name")
-
-
-def _validate_analysis(cfg: DictConfig) -> None:
-    """Checks of the analysis settings that need no data; each hook checks the rest (w2s.hooks)."""
-    an = cfg.get("analysis")
-    if an is not None and an.get("eval_points") is not None:
-        _positive(cfg, "analysis.eval_points")
+    if cfg.trainer.get("max_steps", -1) in (None, -1) and cfg.trainer.get("max_epochs") in (None, -1, 0):
+        raise ConfigError(f"trainer.max_epochs={cfg.trainer.get('max_epochs')!r} must be a positive integer")
+    dist.device_count(cfg.trainer.get("devices", 1))
+    interval = cfg.trainer.get("val_check_interval")
+    if interval is not None and not (
+        (isinstance(interval, int) and not isinstance(interval, bool) and interval >= 1)
+        or (isinstance(interval, float) and 0 < interval <= 1)
+    ):
+        raise ConfigError(
+            f"trainer.val_check_interval={interval!r} must be a fraction of an epoch in (0, 1] or a whole "
+            "number of batches >= 1"
+        )
+    accelerator = str(cfg.trainer.get("accelerator"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r} but no CUDA device is visible here; choices here: ['auto', 'cpu']"
+        )
 
 
 def summary(cfg: Any) -> str:

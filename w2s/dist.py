@@ -9,31 +9,72 @@ ranks under the configured strategy; prediction is sharded over the ranks and ga
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch.distributed as td
 
+from w2s import signals
 from w2s.errors import ConfigError
 
 T = TypeVar("T")
 
-#: How long ranks wait for rank 0 at a barrier (a feature pass over a large task can take hours on CPU).
-BARRIER_TIMEOUT = timedelta(hours=6)
+#: How long a collective (all_reduce in a training step, a broadcast, a gather) may wait for a peer before the
+#: run stops: minutes, not Lightning's 6 hours, so a rank that died or hangs ends the run. `dist.timeout_min`
+#: in the config sets it (`timeout`); a barrier does not use it: ranks waiting for rank 0's feature pass poll.
+DEFAULT_TIMEOUT_MIN = 30.0
+_TIMEOUT = [timedelta(minutes=DEFAULT_TIMEOUT_MIN)]
+#: Seconds between polls of a waiting rank at a barrier (each poll also notices a SIGTERM or a dead peer).
+POLL_S = 0.2
+_BARRIERS = itertools.count()
+_LAUNCHED = threading.Event()
+PEER_LOST = "another process of this run ended; finished stages are cached: rerun the same command to resume"
 #: Environment variables that carry a process's global rank, by launcher: torchrun, SLURM srun, Lightning.
 _RANK_VARS = ("RANK", "SLURM_PROCID")
 
 
+def device_count(devices: Any) -> int | None:
+    """The number of devices `trainer.devices` asks for: a positive integer, a list of device indices, or a
+    string of either ("2", "0,1"); None for "auto" / -1 (Lightning picks). The one parser of that key."""
+    if isinstance(devices, Sequence) and not isinstance(devices, str):
+        if devices and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices):
+            return len(devices)
+    elif isinstance(devices, int) and not isinstance(devices, bool):
+        if devices > 0 or devices == -1:
+            return None if devices == -1 else devices
+    elif isinstance(devices, str):
+        text = devices.strip()
+        if text in ("auto", "-1"):
+            return None
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if "," in text and parts and all(p.isdigit() for p in parts):
+            return len(parts)
+    raise ConfigError(
+        f"trainer.devices={devices!r} is not a device count; choices: a positive integer, a list of device "
+        "indices ([0, 1] or '0,1'), auto or -1"
+    )
+
+
 def world_size(trainer_cfg: Any) -> int:
-    """Processes a trainer config asks for: devices per node x nodes (1 for single-device strategies)."""
-    devices = trainer_cfg.get("devices", 1)
-    n = len(devices) if isinstance(devices, Sequence) and not isinstance(devices, str) else devices
-    if isinstance(n, str):
-        n = int(n) if n.strip().isdigit() else (len(n.split(",")) if "," in n else 1)
-    n = 1 if n in (-1, None) else int(n)
+    """Processes a trainer config asks for: devices per node x nodes (1 for "auto": one process)."""
+    n = device_count(trainer_cfg.get("devices", 1)) or 1
     return n * int(trainer_cfg.get("num_nodes", 1) or 1)
+
+
+def set_timeout(minutes: float) -> None:
+    """The collective timeout of every process group and strategy this process makes (`dist.timeout_min`)."""
+    _TIMEOUT[0] = timedelta(minutes=float(minutes))
+
+
+def timeout() -> timedelta:
+    return _TIMEOUT[0]
 
 
 def env_rank() -> int:
@@ -69,12 +110,24 @@ def launch(cfg: Any) -> None:
             f"trainer.strategy={cfg.trainer.strategy!r} with trainer.accelerator='cpu': FSDP shards over CUDA "
             "devices (and bf16 mixed precision needs CUDA); use trainer=ddp_cpu on CPU, or trainer=fsdp on GPUs"
         )
-    Fabric(
+    fabric = Fabric(
         accelerator=accelerator,
         devices=cfg.trainer.devices,
         num_nodes=int(cfg.trainer.get("num_nodes", 1)),
-        strategy=DDPStrategy(timeout=BARRIER_TIMEOUT),
-    ).launch()
+        strategy=DDPStrategy(timeout=timeout()),
+    )
+    _LAUNCHED.set()
+    signals.leave_on_sigterm()  # before any rank starts: from here a SIGTERM ends this rank at once
+    procs = getattr(fabric.strategy.launcher, "procs", None)
+    if procs is not None:  # the launcher's own list: children it starts are told of a SIGTERM first
+        signals.CHILDREN = procs
+    fabric.launch()
+
+
+def launched() -> bool:
+    """Whether this process is one of several (set before the process group exists, so a peer lost while it
+    forms is reported as such)."""
+    return _LAUNCHED.is_set()
 
 
 def rank() -> int:
@@ -90,8 +143,31 @@ def is_zero() -> bool:
 
 
 def barrier() -> None:
-    if size() > 1:
-        td.barrier()
+    """Every rank waits here for the others, polling, with no time limit while its peers live: rank 0 may be
+    alone in a feature pass for hours. A SIGTERM or a dead peer ends the wait (`leave`), never a collective."""
+    if size() == 1:
+        return
+    store = td.distributed_c10d._get_default_store()
+    key = f"w2s/barrier/{next(_BARRIERS)}"
+    try:
+        store.add(key, 1)
+        while store.add(key, 0) < size():
+            signals.check_terminated()
+            if any(p.poll() is not None for p in signals.CHILDREN):
+                signals.leave(PEER_LOST)
+            time.sleep(POLL_S)
+    except (RuntimeError, OSError) as e:  # the store lives in rank 0: it died
+        if is_peer_loss(e):
+            signals.leave(PEER_LOST)
+        raise
+
+
+def is_peer_loss(e: BaseException) -> bool:
+    """Whether an exception says a peer process went away (a closed socket, a store or collective gone)."""
+    text = f"{type(e).__name__} {e}".lower()
+    words = ("connection closed", "connection reset", "broken pipe", "peer", "socket", "gloo", "nccl",
+             "timed out", "timeout", "store", "connection refused", "end of file")  # fmt: skip
+    return isinstance(e, td.DistError | ConnectionError) or any(w in text for w in words)
 
 
 def broadcast(obj: T) -> T:

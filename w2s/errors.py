@@ -6,6 +6,8 @@ where there is a closed set, the choices.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 
 #: Longest run of non-space characters an error shows: a 10 MB one-line file quoted in a message (a column
@@ -51,3 +53,18 @@ class FormatError(UserError):
 
 class StorageError(UserError):
     """The artifact root cannot take a write (disk full, quota, read-only) and holds no complete copy."""
+
+
+#: errno values that mean "this disk or folder cannot take the write": one error line, never a traceback.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def storage_error(e: OSError) -> StorageError | None:
+    """A write the disk refused (full, quota, file size limit, read-only, permissions) as one line, naming the
+    file; None for any other OSError (a bug, reported with its traceback)."""
+    if e.errno not in STORAGE_ERRNOS:
+        return None
+    where = f" {e.filename}" if e.filename else ""
+    return StorageError(
+        f"cannot write{where} ({os.strerror(e.errno)}); free space or point it at a writable disk"
+    )

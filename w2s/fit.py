@@ -78,7 +78,7 @@ def strategy_for(cfg: Any, model_cfg: Any, net: torch.nn.Module) -> Any:
     if name == "ddp":  # encoders carry parts a mean-pooled head never uses (BERT's pooler): DDP must know
         from pytorch_lightning.strategies import DDPStrategy
 
-        return DDPStrategy(find_unused_parameters=True, timeout=dist.BARRIER_TIMEOUT)
+        return DDPStrategy(find_unused_parameters=True, timeout=dist.timeout())
     if "fsdp" not in name:
         return name
     from pytorch_lightning.strategies import FSDPStrategy
@@ -88,7 +88,7 @@ def strategy_for(cfg: Any, model_cfg: Any, net: torch.nn.Module) -> Any:
         auto_wrap_policy=blocks or None,
         activation_checkpointing_policy=blocks if model_cfg.get("gradient_checkpointing") else None,
         state_dict_type="full",
-        timeout=dist.BARRIER_TIMEOUT,
+        timeout=dist.timeout(),
     )
 
 

@@ -15,6 +15,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from w2s import dist
+from w2s.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # Strategies that start their own worker processes: under SLURM every task would start them again.
@@ -23,21 +26,14 @@ _GPU_ACCELERATORS = ("gpu", "cuda")
 
 
 def _device_count(devices: Any) -> int:
-    """Number of devices a trainer asks for; SLURM needs a count, so "auto"/-1 are refused."""
-    if isinstance(devices, bool):
-        raise ValueError(f"trainer.devices={devices!r} is not a device count")
-    if isinstance(devices, int) and devices > 0:
-        return devices
-    if isinstance(devices, str) and devices.strip().isdigit() and int(devices) > 0:
-        return int(devices)
-    if isinstance(devices, str) and "," in devices:  # "0,1": explicit device indices
-        return len([d for d in devices.split(",") if d.strip()])
-    if isinstance(devices, list | tuple) or (hasattr(devices, "__len__") and not isinstance(devices, str)):
-        return len(devices)
-    raise ValueError(
-        f"trainer.devices={devices!r} cannot size a SLURM job: use a positive integer or a list of device "
-        'indices in the trainer preset you sweep on SLURM ("auto" and -1 are only for local runs)'
-    )
+    """Number of devices a trainer asks for (`dist.device_count`); SLURM needs a count, so "auto"/-1 are refused."""
+    n = dist.device_count(devices)
+    if n is None:
+        raise ConfigError(
+            f"trainer.devices={devices!r} cannot size a SLURM job; choices: a positive integer or a list of "
+            'device indices in the trainer preset you sweep on SLURM ("auto" and -1 are only for local runs)'
+        )
+    return n
 
 
 def trainer_slurm_layout(trainer_cfg: Mapping[str, Any]) -> dict[str, int]:
@@ -89,7 +85,7 @@ def layout_problems(trainer_cfg: Mapping[str, Any], launcher_cfg: Mapping[str, A
 
 
 def check_layout(cfg: Mapping[str, Any], launcher_cfg: Mapping[str, Any] | None = None) -> None:
-    """Raise ValueError when the SLURM launcher's layout disagrees with `cfg.trainer`.
+    """Raise a one-line ConfigError when the SLURM launcher's layout disagrees with `cfg.trainer`.
 
     `launcher_cfg` defaults to the running Hydra app's `hydra.launcher` (absent outside Hydra: no check).
     Only submitit SLURM launchers are checked; local launchers run one process per job.
@@ -100,10 +96,10 @@ def check_layout(cfg: Mapping[str, Any], launcher_cfg: Mapping[str, Any] | None 
             return
     problems = layout_problems(cfg["trainer"], launcher_cfg)
     if problems:
-        raise ValueError(
-            "SLURM launcher and trainer disagree (Lightning would fail inside the job):\n  - "
-            + "\n  - ".join(problems)
-            + "\nSet trainer.devices/num_nodes in a GPU trainer preset; hydra/launcher=slurm follows them."
+        raise ConfigError(
+            "SLURM launcher and trainer disagree (Lightning would fail inside the job): "
+            + "; ".join(problems)
+            + ". Set trainer.devices/num_nodes in a GPU trainer preset; hydra/launcher=slurm follows them."
         )
 
 

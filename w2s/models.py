@@ -26,8 +26,19 @@ from w2s.errors import ModelError
 log = logging.getLogger(__name__)
 
 
+#: `paths.model_cache` of the running config (`set_cache_root`); before one is set: $W2S_MODEL_CACHE or the default.
+_CACHE_ROOT: list[Path] = []
+
+
+def set_cache_root(path: str | Path) -> None:
+    """Use `path` (the config's `paths.model_cache`) for every model this process builds or assembles."""
+    _CACHE_ROOT[:] = [Path(str(path)).expanduser()]
+
+
 def cache_root() -> Path:
-    return Path(os.environ.get("W2S_MODEL_CACHE", Path.home() / ".cache" / "w2s" / "models"))
+    if _CACHE_ROOT:
+        return _CACHE_ROOT[0]
+    return Path(os.environ.get("W2S_MODEL_CACHE", Path.home() / ".cache" / "w2s" / "models")).expanduser()
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")

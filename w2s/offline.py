@@ -100,7 +100,7 @@ def _signature(folder: Path) -> tuple:
     )
 
 
-def _folder_sums(folder: Path) -> dict[str, str]:
+def folder_sums(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
@@ -114,7 +114,7 @@ def verify_folder(hf: Path, sums_file: Path) -> None:
     if _VERIFIED.get((str(hf), str(sums_file))) == sig:
         return
     expected = json.loads(sums_file.read_text())
-    got = _folder_sums(hf)
+    got = folder_sums(hf)
     if got != expected:
         bad = sorted(k for k in set(got) | set(expected) if got.get(k) != expected.get(k))
         raise ModelError(
@@ -179,8 +179,8 @@ def _trusted_sums(name: str, hf: Path, make_file, sha256: str, convert_gguf: boo
         log.warning("model cache %s is writable by other users: checking it against its pinned sha256", hf)
         trust.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=trust.parent) as work:
-            mine = _folder_sums(_from_pin(make_file, sha256, Path(work), convert_gguf))
-        if _folder_sums(hf) != mine:
+            mine = folder_sums(_from_pin(make_file, sha256, Path(work), convert_gguf))
+        if folder_sums(hf) != mine:
             raise ModelError(
                 f"the shared model folder {hf} differs from what its pinned sha256 file assembles to; "
                 f"it was altered (or built by another library version): delete {hf.parent} to rebuild it"
@@ -209,7 +209,7 @@ def _assembled(name: str, make_file, sha256: str | None, convert_gguf: bool) -> 
             log.warning("model folder %s has no recorded checksums: rebuilding it from the pinned file", hf)
             shutil.rmtree(hf)
         _from_pin(make_file, sha256, root, convert_gguf)
-        sums.write_text(json.dumps(_folder_sums(hf), indent=1))
+        sums.write_text(json.dumps(folder_sums(hf), indent=1))
         _VERIFIED[(str(hf), str(sums))] = _signature(hf)
     return hf
 

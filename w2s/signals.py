@@ -8,12 +8,15 @@ exit code 143 while the flag is set.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytorch_lightning as pl
+import torch.distributed as td
 
 
 class Terminated(BaseException):
@@ -41,6 +44,46 @@ def check_terminated() -> None:
     """A safe point: stop here if SIGTERM arrived and its exception was lost on the way."""
     if _TERMINATED.is_set():
         raise Terminated(MESSAGE)
+
+
+#: Processes this one started (rank 0's Lightning launcher in a local DDP run): told of a SIGTERM first.
+CHILDREN: list[Any] = []
+
+
+def multi_process() -> bool:
+    return td.is_available() and td.is_initialized() and td.get_world_size() > 1
+
+
+def leave(message: str, code: int = 143) -> None:
+    """End this process now with one `error:` line: a SIGTERM or a lost peer in a multi-process run. No
+    collective and no teardown (either could wait forever on a peer that is gone or leaving too); finished
+    stages are already in place (atomic renames) and a killed build's temp dir is swept by the next run."""
+    for p in CHILDREN:
+        with contextlib.suppress(OSError):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+    rank = td.get_rank() if td.is_available() and td.is_initialized() else 0
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os.write(2, f"error: {f'[rank {rank}] ' if rank else ''}{message}\n".encode())
+    os._exit(code)
+
+
+def leave_on_sigterm() -> None:
+    """Several processes: from now on SIGTERM is taken by a thread that leaves at once (`leave`). A handler
+    runs only in the main thread between bytecodes, so one rank blocked in a C++ store wait or collective
+    never ran it (and Lightning's own handler broadcasts from rank 0, a collective that deadlocked against a
+    rank in all_reduce); blocked in the main thread, SIGTERM reaches neither."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait() -> None:
+        signal.sigwait({signal.SIGTERM})
+        _TERMINATED.set()
+        leave(MESSAGE)
+
+    threading.Thread(target=wait, daemon=True, name="w2s-sigterm").start()
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -5,6 +5,7 @@ true-size ones (`random_init`) for speed and memory checks without weight files.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -16,15 +17,57 @@ from omegaconf import OmegaConf
 
 from w2s.errors import ModelError
 from w2s.models import cache_root, check_name
+from w2s.offline import folder_sums, verify_folder
+
+log = logging.getLogger(__name__)
+
+
+def _sums_file(root: Path) -> Path:
+    return root.with_name(root.name + ".sha256.json")
+
+
+def _verified(root: Path) -> bool:
+    """Whether a built model folder matches the checksums written when it was built (checked on every use,
+    hashed once per process unless a file changes): a damaged one is rebuilt, it is random and cheap."""
+    if not (root / "config.json").exists() or not _sums_file(root).exists():
+        return False
+    try:
+        verify_folder(root, _sums_file(root))
+        return True
+    except (ModelError, ValueError, OSError) as e:
+        log.warning("rebuilding %s: %s", root.name, e)
+        return False
+
+
+def _save(root: Path, write: Any) -> None:
+    """Build into a temp folder, record its checksums, and move it into place."""
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-tiny-"))
+    try:
+        write(tmp)
+        sums = json.dumps(folder_sums(tmp), indent=1, sort_keys=True)
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(tmp, root)
+        _sums_file(root).write_text(sums)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def tiny(name: str, arch: str = "bert", hidden: int = 32, layers: int = 2, heads: int = 2) -> Path:
     """A random tiny model + byte-level tokenizer, saved once (keyed by its settings) for fast tests."""
-    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    from filelock import FileLock
 
     root = cache_root() / f"tiny-{check_name(name)}-{arch}-{hidden}-{layers}-{heads}"
-    if (root / "config.json").exists():
-        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        if not _verified(root):
+            _build_tiny(root, name, arch, hidden, layers, heads)
+    return root
+
+
+def _build_tiny(root: Path, name: str, arch: str, hidden: int, layers: int, heads: int) -> None:
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
     tok = byte_tokenizer()
     builders = {
         "bert": lambda: BertModel(
@@ -56,13 +99,8 @@ def tiny(name: str, arch: str = "bert", hidden: int = 32, layers: int = 2, heads
     if arch not in builders:
         raise ModelError(f"tiny model arch {arch!r} unknown; choices: {sorted(builders)}")
     torch.manual_seed(sum(map(ord, name)))
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-tiny-"))
-    builders[arch]().save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(root, ignore_errors=True)
-    os.replace(tmp, root)
-    return root
+    model = builders[arch]()
+    _save(root, lambda out: (model.save_pretrained(out), tok.save_pretrained(out)))
 
 
 def byte_tokenizer():
@@ -94,7 +132,7 @@ def random_init(name: str, family: str, **dims: Any) -> Path:
     root = cache_root() / f"random-{name}-{key}"
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
-        if (root / "config.json").exists():
+        if _verified(root):
             return root
         tok = byte_tokenizer()
         special = {
@@ -113,12 +151,6 @@ def random_init(name: str, family: str, **dims: Any) -> Path:
                 f"random model {name!r}: vocab_size={config.vocab_size} < the tokenizer's {len(tok)}"
             )
         torch.manual_seed(sum(map(ord, name)))
-        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-random-"))
-        try:
-            AutoModelForCausalLM.from_config(config).save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            shutil.rmtree(root, ignore_errors=True)
-            os.replace(tmp, root)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        model = AutoModelForCausalLM.from_config(config)
+        _save(root, lambda out: (model.save_pretrained(out), tok.save_pretrained(out)))
     return root

@@ -254,13 +254,24 @@ def load_custom(
         {
             "id": [f"custom-{i}" for i in range(len(df))],
             # an empty cell stays None (not the string "nan"), so check_schema names its row
-            "text": [
-                None if (t is None or (isinstance(t, float) and np.isnan(t))) else str(t)
-                for t in df[text_column]
-            ],
+            "text": [_text_cell(t, i, p) for i, t in enumerate(df[text_column])],
             "label": labels,
         }
     )
+
+
+def _text_cell(t: Any, row: int, p: Path) -> str | None:
+    """A text cell as a string: an empty cell stays None (check_schema names its row); a nested object or a NUL
+    byte is refused (a JSON object's repr or a truncated C string is no text the user meant)."""
+    if t is None or (isinstance(t, float) and np.isnan(t)):
+        return None
+    if isinstance(t, dict | list | tuple | np.ndarray):
+        raise FormatError(
+            f"custom task file {str(p)!r} row {row}: text is a {type(t).__name__}, not a string"
+        )
+    if "\x00" in str(t):
+        raise FormatError(f"custom task file {str(p)!r} row {row}: text holds a NUL byte (\\x00)")
+    return str(t)
 
 
 def _as_binary(v: Any) -> int | None:
