@@ -228,6 +228,7 @@ def test_every_config_file_composes(cfg_factory):
         ("student", "student"),
         ("loss", "loss"),
         ("method", "method"),
+        ("clean", "clean"),
         ("trainer", "trainer"),
         ("logger", "logger"),
         ("experiment", "experiment"),

@@ -212,12 +212,12 @@ def test_validation_is_one_pass_per_config(cfg_factory, monkeypatch) -> None:
 
 
 def test_every_shipped_config_passes_the_schema(cfg_factory) -> None:
-    """Each trainer, logger, loss, method and task option composes and validates: the schema refuses no
+    """Each trainer, logger, loss, method, clean and task option composes and validates: the schema refuses no
     shipped file (tasks need their own data only later)."""
     from w2s import schema
     from w2s.config import choices
 
-    for group in ("trainer", "logger", "loss", "method", "split"):
+    for group in ("trainer", "logger", "loss", "method", "clean", "split"):
         for name in choices(group):
             cfg = cfg_factory(*TINY, f"{group}={name}")
             schema.check_targets(OmegaConf.to_container(cfg, resolve=False))

@@ -40,7 +40,7 @@ def _job(
     res = {
         "task": task, "supervisor": sup, "student": stu, "loss": loss, "method": "naive", "seed": seed,
         "weak": {"acc": weak}, "w2s": {"acc": w2s}, "ceiling": {"acc": ceil},
-        "pgr": {"acc": (w2s - weak) / (ceil - weak)},
+        "pgr": {"acc": (w2s - weak) / (ceil - weak)}, "ci": {"w2s": {"acc": [w2s - 0.05, w2s + 0.04]}},
         "config": {"supervisor": {"params": SIZES[sup]}, "student": {"params": SIZES[stu]}},
         "curves": {"w2s": [{"step": s, "test_gt/acc": w2s + 0.01 * (s == 2), "test_weak/acc": 0.8} for s in (1, 2, 3)]},
     }  # fmt: skip
@@ -79,6 +79,9 @@ def test_table_means_spread_and_medians_by_hand(sweep, tmp_path):
     assert cell["w2s_acc_mean"] == pytest.approx(0.765)
     assert cell["w2s_acc_std"] == pytest.approx(0.03 / 2**0.5)
     assert cell["pgr_acc_mean"] == pytest.approx(0.55) and cell["n"] == 2
+    # the runs' 95% test-set intervals, averaged over seeds, beside the seed spread
+    assert cell["w2s_acc_lo"] == pytest.approx(0.715) and cell["w2s_acc_hi"] == pytest.approx(0.805)
+    assert "0.765 ± 0.021 [0.715, 0.805]" in (tmp_path / "out" / "report.md").read_text()
     med = rep["medians"].set_index(["supervisor", "student"]).loc[("sup-s", "stu-l")]
     # boolq's w2s is 0.02 higher: the median of two tasks is their mean
     assert med["w2s_acc_mean"] == pytest.approx(0.765 + 0.01) and med["tasks"] == 2

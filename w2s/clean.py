@@ -11,18 +11,32 @@ The student trains on `labels[keep]`. `conf/clean/none.yaml` is empty (`{}`): no
 `layer` (None: the middle layer) names the hidden layer whose features the stage passes; the methods only
 carry it. Counts: a fraction f of N rows is floor(f * N + 1/2) rows, f read as the decimal it is written as
 (0.1 * 25 = 2.5 -> 3; Python's round would give 2).
+
+`clean_stage` is the pipeline's stage between the weak labels and the w2s student (docs/DESIGN.md).
 """
 
 from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
+
+from w2s import artifacts, models
+from w2s.data import LabelSource, write_labels
+from w2s.errors import ConfigError
+from w2s.features import feature_precision
+
+if TYPE_CHECKING:  # the kinds are above this module: a type, not an import at run time
+    from w2s.kinds.base import Kind
 
 ACTIONS = ("filter", "relabel", "both")
 
@@ -148,12 +162,27 @@ def act(P: np.ndarray, Y: np.ndarray, action: str, contamination: float) -> Clea
 
 def _check(action: str, contamination: float) -> None:
     if action not in ACTIONS:
-        raise ValueError(f"clean action={action!r}; choices: {list(ACTIONS)}")
+        raise ConfigError(f"clean.action={action!r}; choices: {list(ACTIONS)}")
     if not 0.0 <= contamination < 1.0:
-        raise ValueError(f"clean contamination={contamination} must be in [0, 1)")
+        raise ConfigError(f"clean.contamination={contamination} must be in [0, 1)")
 
 
-class Knn:
+class Method:
+    """What the cleaning stage reads of a method besides the call: its settings (for results.json), whether
+    it reads the strong model's features (of hidden layer `layer`, None: the middle one) and GT."""
+
+    name: str
+    action = "filter"
+    contamination: float | None = None
+    layer: int | None = None
+    reads_features = True
+    uses_ground_truth = False
+
+    def __call__(self, X: np.ndarray | None, Y: np.ndarray, gt: np.ndarray | None = None) -> Cleaned:
+        raise NotImplementedError
+
+
+class Knn(Method):
     """kNN probe (`knn_probe`) on the strong model's features, then `act`."""
 
     def __init__(
@@ -173,7 +202,7 @@ class Knn:
         return act(knn_probe(X, y, self.k), y, self.action, self.contamination)
 
 
-class Logistic:
+class Logistic(Method):
     """Logistic-regression probe (`logistic_probe`) on the strong model's features, then `act`."""
 
     def __init__(
@@ -193,7 +222,7 @@ class Logistic:
         return act(logistic_probe(X, y, self.l2), y, self.action, self.contamination)
 
 
-class Topo:
+class Topo(Method):
     """Topological filter (`topo_filter`): drops rows, never relabels, and has no probe."""
 
     def __init__(self, k: int = 50, contamination: float = 0.1, layer: int | None = None, name: str = "topo"):
@@ -205,8 +234,10 @@ class Topo:
         return Cleaned(topo_filter(X, y, self.k, self.contamination), y, None)
 
 
-class RandomFilter:
+class RandomFilter(Method):
     """Baseline: drop count(contamination, N) rows chosen at random (seeded); reads no features."""
+
+    reads_features = False
 
     def __init__(self, contamination: float = 0.1, seed: int = 0, name: str = "random"):
         _check("filter", contamination)
@@ -220,13 +251,15 @@ class RandomFilter:
         return Cleaned(keep, y, None)
 
 
-class OracleFilter:
+class OracleFilter(Method):
     """Uses ground truth, so an analysis bound, never a method: keep the count(keep_frac, N) rows whose weak
     label is closest to the true class (total variation to its one-hot, 1 - Y[gt]); reads no features."""
 
+    reads_features, uses_ground_truth = False, True
+
     def __init__(self, keep_frac: float = 0.5, name: str = "oracle"):
         if not 0.0 < keep_frac <= 1.0:
-            raise ValueError(f"oracle keep_frac={keep_frac} must be in (0, 1]")
+            raise ConfigError(f"clean.keep_frac={keep_frac} must be in (0, 1]")
         self.keep_frac, self.name = keep_frac, name
 
     def __call__(self, X: np.ndarray | None, Y: np.ndarray, gt: np.ndarray | None = None) -> Cleaned:
@@ -265,3 +298,65 @@ def summary(Y: np.ndarray | torch.Tensor, cleaned: Cleaned, gt: np.ndarray | Non
         if probe is not None:
             out["probe_acc_gt"] = float((probe.argmax(1) == gt).mean())
     return out
+
+
+# ----------------------------------------------------------------------------------------------- the stage
+def configured(cfg: DictConfig, kind: Kind) -> Method | None:
+    """The run's cleaning method (None for `clean=none`), checked before any training: a bad setting, or a
+    kind whose labels no probe reads (generation: its `frozen_features` raises), is one ConfigError line."""
+    if not cfg.get("clean"):
+        return None
+    try:
+        method = instantiate(cfg.clean)
+    except InstantiationException as e:  # Hydra wraps the method's own error: show that one
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        raise
+    # no rows asked for: a kind without features raises its ConfigError, the others return nothing
+    kind.frozen_features(cfg.student, [], None)
+    return method
+
+
+def feature_layer(method: Method, kind: Kind, model_cfg: Any) -> int | None:
+    """The layer the method's features come from: its `layer`, else the kind's choice (`probe_layer`: the middle
+    block's output of a text model, `hidden_states[num_hidden_layers // 2]`; None, the pooled output, for an
+    image model); None when it reads no features."""
+    if not method.reads_features:
+        return None
+    return method.layer if method.layer is not None else kind.probe_layer(model_cfg)
+
+
+def clean_stage(cfg: DictConfig, kind: Kind, method: Method, model_cfg: Any, labels: str, split: str) -> Path:
+    """Clean the weak labels of `split` (the label folder `labels`) with `method` on `model_cfg`'s untrained
+    frozen features of the split's rows (a row's candidates' features side by side), GT reaching the method
+    only when it `uses_ground_truth` and the summary always. Writes `labels/`, the format `LabelSource` reads,
+    holding the kept rows only (relabelled where the method relabels), and results.json's `clean` numbers as
+    the manifest's meta. Cached by the labels it cleaned, the features' model, layer and precision, the clean
+    config and the seed, so a sweep over losses or students of one feature model reuses it."""
+    layer = feature_layer(method, kind, model_cfg)
+    key: dict[str, Any] = {
+        "labels": Path(labels).parent.name,
+        "split": split,
+        "clean": OmegaConf.to_container(cfg.clean, resolve=True),
+        "seed": int(cfg.seed),
+        **kind.key(),
+    }
+    if method.reads_features:
+        precision = feature_precision(cfg, model_cfg)
+        key["features"] = {"model": models.model_key(model_cfg), "layer": layer, "precision": precision}
+
+    def build(out: Path) -> dict[str, Any]:
+        rows = kind.data.splits[split]
+        weak = LabelSource(labels, split).read()
+        y = np.asarray([weak[i] for i in rows["idx"]], dtype=np.float32)
+        x = kind.frozen_features(model_cfg, rows["idx"], layer).flatten(1) if method.reads_features else None
+        gt = np.asarray(rows[kind.gt_column])
+        cleaned = method(x, y, gt if method.uses_ground_truth else None)
+        kept = np.flatnonzero(cleaned.keep)
+        values = cleaned.labels[kept, 1] if y.ndim == 1 else cleaned.labels[kept]  # P(class 1) stays a number
+        write_labels(str(out / "labels"), {split: (np.asarray(rows["idx"])[kept].tolist(), values.tolist())})
+        m = method
+        settings = {"method": m.name, "action": m.action, "contamination": m.contamination, "layer": layer}
+        return {**settings, "uses_ground_truth": m.uses_ground_truth, **summary(y, cleaned, gt)}
+
+    return artifacts.cached(cfg.paths.artifact_root, "clean", key, build, force=bool(cfg.force))

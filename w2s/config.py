@@ -142,6 +142,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_models(cfg)
     _validate_chain(cfg)
     _validate_training(cfg)
+    _validate_loss(cfg)
     _validate_gen_finetune(cfg)
     _validate_input(cfg)
     _VALIDATED[id(cfg)] = key
@@ -238,6 +239,16 @@ PRECISIONS = (
     "16-mixed", "bf16-mixed", "16-true", "bf16-true", "32-true", "64-true",
     "transformer-engine", "transformer-engine-float16", "16", "32", "64", "bf16", 16, 32, 64,
 )  # fmt: skip
+
+
+def _validate_loss(cfg: DictConfig) -> None:
+    """`loss.radius=midweak` reads soft labels through `Loss.prepare`, which a generative task's one-hot answer
+    tokens never reach (`GenModule`)."""
+    if cfg.task.type == "generate" and cfg.loss.get("radius") == "midweak":
+        raise ConfigError(
+            f"loss.radius=midweak reads soft labels; task {cfg.task.name!r} trains on one-hot answer tokens: "
+            "give the radius as a number"
+        )
 
 
 def _validate_training(cfg: DictConfig) -> None:

@@ -139,6 +139,10 @@ class GenModule(W2SModule):
     def targets(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
         return F.one_hot(batch["answer_ids"], logits.shape[-1]).to(logits.dtype)
 
+    def on_train_start(self) -> None:
+        """No `Loss.prepare`: answer tokens are one-hot over the vocabulary, so all the targets ([tokens, V])
+        would not fit in memory and hold no statistic; `config.validate` refuses the setting that reads one."""
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
         """Greedy answers' token ids per row (the kind decodes them)."""
         return {"idx": batch["idx"], "out": self.model.generate(batch)}

@@ -96,6 +96,15 @@ def _from_pretrained(cls: Any, model_cfg: Any, **kwargs: Any) -> Any:
         ) from None
 
 
+def num_layers(model_cfg: Any) -> int:
+    """A model's transformer blocks, read from its Hugging Face config (no weights loaded); `hidden_states`
+    holds one more entry, the embeddings, so index `num_layers // 2` is the middle block's output."""
+    from transformers import AutoConfig
+
+    config = _from_pretrained(AutoConfig, model_cfg)
+    return int(getattr(config, "text_config", config).num_hidden_layers)
+
+
 def load_tokenizer(model_cfg: Any, padding_side: str = "right"):
     from transformers import AutoTokenizer
 

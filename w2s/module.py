@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from w2s.analysis import selection_key
+from w2s.data import soft_targets
 from w2s.metrics import scores
 
 
@@ -51,6 +52,11 @@ class W2SModule(pl.LightningModule):
     def targets(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
         """The [N, C] distributions the loss compares `logits` with (soft labels as the batch carries them)."""
         return batch["target"].to(logits.dtype)
+
+    def on_train_start(self) -> None:
+        """The loss reads what it needs of every training target once, before the first step (`Loss.prepare`):
+        a batch cannot see dataset statistics such as window's `midweak` radius."""
+        self.loss.prepare(soft_targets(self.trainer.train_dataloader.dataset.targets))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(batch)

@@ -1,10 +1,12 @@
 """The weak-to-strong ladder, once for every kind of task: task -> splits -> supervisor -> labels -> students.
 
 `run(cfg)` is what `train.py` calls. The supervisor learns ground truth of split A; each model of the chain
-labels a fresh transfer split for the next; the student learns the last labels; the ceiling learns ground truth;
-beside a chain, the direct supervisor -> student run. What differs between task kinds comes from a `w2s.kinds`
-class; the analyses of Section 5 run afterwards as hooks (`w2s.hooks`). Every step is a cached stage, so a
-second run that changes only the student or the loss retrains nothing upstream.
+labels a fresh transfer split for the next; the student learns the last labels (through the cleaning stage,
+`w2s.clean`, when `clean` is set); each `method=s2s` round trains a fresh student on the previous one's
+labels; the ceiling learns ground truth; beside a chain, the direct supervisor -> student run. What differs
+between task kinds comes from a `w2s.kinds` class; the analyses of Section 5 run afterwards as hooks
+(`w2s.hooks`). Every step is a cached stage, so a second run that changes only the student or the loss
+retrains nothing upstream.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytorch_lightning as pl
 from datasets import DatasetDict, load_from_disk
 from omegaconf import DictConfig
 
-from w2s import artifacts, dist, hooks
+from w2s import artifacts, clean, dist, hooks
 from w2s.config import chain_models, extra_transfers, transfer_splits, validate
 from w2s.data import LabelSource
 from w2s.fit import label_stage, train_key, train_stage
@@ -74,6 +76,7 @@ class Ladder:
     cfg: DictConfig
     kind: Kind
     stages: dict[str, Stage] = field(default_factory=dict)
+    cleaned: dict[str, Any] | None = None  # what the cleaning stage did (results.json `clean`)
 
     @property
     def data(self) -> TaskData:
@@ -113,12 +116,28 @@ class Ladder:
         """The folder of `stage`'s labels for `split` and `val` (a DatasetDict)."""
         return str(label_stage(self.cfg, self.kind, stage.model, stage.path, [split, "val"]))
 
-    def learn_from(self, name: str, model_cfg: Any, sup: Stage, split: str, save: bool) -> Stage:
-        """A student step: `model_cfg` learns `sup`'s labels of `split` with the run's loss."""
+    def learn_from(
+        self,
+        name: str,
+        model_cfg: Any,
+        sup: Stage,
+        split: str,
+        save: bool,
+        cleaner: clean.Method | None = None,
+    ) -> Stage:
+        """A student step: `model_cfg` learns `sup`'s labels of `split` with the run's loss and selects its
+        checkpoint by `sup`'s labels of val. With a `cleaner`, the labels of `split` go through the cleaning
+        stage first (on `model_cfg`'s untrained features) and the student learns what it kept; val stays
+        weak."""
         lab = self.label(sup, split)
+        train, labels_from = LabelSource(lab, split), sup.path.name
+        if cleaner is not None:
+            path = clean.clean_stage(self.cfg, self.kind, cleaner, model_cfg, lab, split)
+            train, labels_from = LabelSource(str(path / "labels"), split), path.name
+            self.cleaned = {**artifacts.manifest(path)["meta"], "artifact": str(path)}
         return self.train(
-            name, model_cfg, split, LabelSource(lab, split), sup.path.name, self.cfg.loss,
-            LabelSource(lab, "val"), save=save, supervisor=sup,
+            name, model_cfg, split, train, labels_from, self.cfg.loss, LabelSource(lab, "val"), save=save,
+            supervisor=sup,
         )  # fmt: skip
 
 
@@ -135,27 +154,30 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for hook in active:  # every analysis error is one line before any training
         hook.check(cfg, data)
     kind = kind_cls(cfg, data)
+    cleaner = clean.configured(cfg, kind)  # a bad clean setting, or a kind without features: one line, here
     ladder = Ladder(cfg, kind)
     student, gft = cfg.student, {"enabled": False}
     if cfg.gen_finetune.enabled:  # the student (and so the ceiling) first learns the task's text (Sec. 5.2.2)
         student, gft = gen_finetune_stage(cfg, cfg.student, data.splits, data.key)
     chain = chain_models(cfg)
     transfer = transfer_splits(cfg)
+    rounds = int(cfg.method.get("iters", 0))  # method=s2s: strong-to-strong rounds after the w2s student
 
     # 1. the weak supervisor on ground truth of split A
     gt_val = ladder.gt("val")
     weak = ladder.train(
         "weak", cfg.supervisor, "weak", ladder.gt("weak"), "gt", cfg.gt_loss, gt_val, save=True
     )
-    # 2. the chain: each model labels a fresh transfer split for the next; the student learns the last
+    # 2. the chain: each model labels a fresh transfer split for the next; the student learns the last labels,
+    #    through the cleaning stage when `clean` is set; then each s2s round learns the previous one's labels
     prev = weak
-    for k, model_cfg in enumerate([*chain, student]):
-        last = k == len(chain)
-        prev = ladder.learn_from(
-            "w2s" if last else f"chain{k + 1}", model_cfg, prev, transfer[k], save=not last
-        )
-    # 3. the strong ceiling on ground truth
+    for k, model_cfg in enumerate(chain):
+        prev = ladder.learn_from(f"chain{k + 1}", model_cfg, prev, transfer[k], save=True)
     final = transfer[-1]
+    prev = ladder.learn_from("w2s", student, prev, final, save=rounds > 0, cleaner=cleaner)
+    for r in range(1, rounds + 1):
+        prev = ladder.learn_from(f"s2s{r}", student, prev, final, save=r < rounds)
+    # 3. the strong ceiling on ground truth
     ceiling_on = final if cfg.split.ceiling_on == "transfer" else "weak"
     ladder.train("ceiling", student, ceiling_on, ladder.gt(ceiling_on), "gt", cfg.gt_loss, gt_val)
     score = {name: kind.score(s.test_preds()) for name, s in ladder.stages.items()}
@@ -165,9 +187,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         results["chain"] = [{"model": m.name, **score[f"chain{k + 1}"]} for k, m in enumerate(chain)]
         results["direct"] = kind.score(ladder.stages["direct"].test_preds())
         results["pgr_direct"] = pgr_table(results["weak"], results["direct"], results["ceiling"], cfg.pgr_eps)
+    if rounds:
+        s2s = [score[f"s2s{r}"] for r in range(1, rounds + 1)]
+        results["s2s"] = [{"round": r, **m} for r, m in enumerate(s2s, 1)]
+        results["pgr_s2s"] = [pgr_table(results["weak"], m, results["ceiling"], cfg.pgr_eps) for m in s2s]
     results["pgr"] = pgr_table(results["weak"], results["w2s"], results["ceiling"], cfg.pgr_eps)
+    results["clean"] = ladder.cleaned
     ctx = hooks.Context(cfg, kind, ladder, results, student, final)
     for hook in active:
         results.update(hook.run(ctx))
+    # 95% intervals of every stage's test metrics (Wilson, bootstrap AUROC); beside the metrics, so pgr_table
+    # and every reader of a role's metrics see only the metrics
+    results["ci"] = {name: kind.intervals(s.test_preds()) for name, s in ladder.stages.items()}
     results.update(gen_finetune=gft, task_info={**data.info, **kind.info()}, selected_by=kind.select)
     return write_results(cfg, results, kind, ladder.stages, ceiling_on, [cfg.supervisor, *chain, student], t0)

@@ -44,7 +44,7 @@ def plot_accuracy(summary: pd.DataFrame, out: Path, metric: str = "acc") -> list
                 s = t[t.supervisor == sup].sort_values("student_params")
                 if s.empty:
                     continue
-                ax.errorbar(s["student_params"], s[f"w2s_{metric}_mean"], yerr=s[f"w2s_{metric}_std"].fillna(0),
+                ax.errorbar(s["student_params"], s[f"w2s_{metric}_mean"], yerr=_bars(s, f"w2s_{metric}"),
                             color=color, marker="o", capsize=2, label=f"weak: {sup}")  # fmt: skip
                 ax.axhline(s[f"weak_{metric}_mean"].mean(), color=color, lw=0.8, ls=":")
             _size_axis(ax, t["student_params"])
@@ -54,11 +54,21 @@ def plot_accuracy(summary: pd.DataFrame, out: Path, metric: str = "acc") -> list
         for ax in list(axes.flat)[len(tasks) :]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7)
-        fig.suptitle(f"test {metric}, loss={loss} (dotted: supervisor alone)", fontsize=10)
+        bars = "95% test-set interval" if f"w2s_{metric}_lo" in part else "seed std"
+        fig.suptitle(f"test {metric}, loss={loss} (dotted: supervisor alone; bars: {bars})", fontsize=10)
         fig.tight_layout()
         paths.append(_save(fig, out / f"accuracy_{loss}.png"))
         plt.close(fig)
     return paths
+
+
+def _bars(cells: pd.DataFrame, col: str) -> Any:
+    """Error bars of a column's seed means: the 95% test-set interval (`<col>_lo` / `_hi`, the runs' own
+    averaged over seeds), or, for results written without intervals, the seed std."""
+    if f"{col}_lo" not in cells:
+        return cells[f"{col}_std"].fillna(0)
+    mean = cells[f"{col}_mean"]
+    return np.nan_to_num(np.vstack([mean - cells[f"{col}_lo"], cells[f"{col}_hi"] - mean])).clip(min=0)
 
 
 def plot_pgr(summary: pd.DataFrame, out: Path, metric: str = "acc") -> Path:

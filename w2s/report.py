@@ -57,9 +57,12 @@ def collect(
             pgr_eps=pgr_eps if pgr_eps is not None else cfg.get("pgr_eps", DEFAULT_PGR_EPS),
             path=str(path.parent),
         )
+        intervals = res.get("ci") or {}  # each role's 95% test-set interval (results written since they were)
         for role in [*ROLES, "direct", "noise"]:
             for metric, value in (res.get(role) or {}).items():
                 row[f"{role}_{metric}"] = value
+            for metric, (lo, hi) in (intervals.get(role) or {}).items():
+                row[f"{role}_{metric}_lo"], row[f"{role}_{metric}_hi"] = lo, hi
         weak, w2s, ceiling = (res.get(role) or {} for role in ROLES)
         for metric, value in pgr_table(weak, w2s, ceiling, row["pgr_eps"]).items():
             row[f"pgr_{metric}"] = value
@@ -101,12 +104,15 @@ def _reason(job: Path) -> str:
 
 
 def summarize(df: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
-    """Mean, std (over seeds, ddof=1) and n per (task, supervisor, student, loss, method)."""
+    """Mean, std (over seeds, ddof=1) and n per (task, supervisor, student, loss, method), and each role's 95%
+    test-set interval (`<role>_<metric>_lo` / `_hi`: the runs' own, averaged over seeds) where runs have one."""
     roles = ("weak", "w2s", "ceiling", "pgr", "direct")  # direct: the no-chain student of a bootstrap run
     cols = [f"{r}_{metric}" for r in roles if f"{r}_{metric}" in df]
     g = df.groupby(KEYS, dropna=False)
     out = g[cols].agg(["mean", "std"])
     out.columns = [f"{c}_{stat}" for c, stat in out.columns]
+    for bound in [f"{c}_{b}" for c in cols for b in ("lo", "hi") if f"{c}_{b}" in df]:
+        out[bound] = g[bound].mean()
     out["n"] = g.size()
     if f"pgr_{metric}" in df:  # PGR is null where ceiling - weak < eps: its mean may pool fewer seeds than n
         out[f"pgr_{metric}_n"] = g[f"pgr_{metric}"].count()
@@ -126,15 +132,19 @@ def medians(summary: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     return out.reset_index()
 
 
-def _fmt(mean: float, std: float) -> str:
+def _fmt(mean: float, std: float, lo: float | None = None, hi: float | None = None) -> str:
+    """`mean ± std` over seeds, and `[lo, hi]`, the 95% test-set interval, when given."""
     if mean is None or (isinstance(mean, float) and np.isnan(mean)):
         return "null"
-    return f"{mean:.3f}" if std is None or np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    out = f"{mean:.3f}" if std is None or np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    return out if lo is None or np.isnan(lo) else f"{out} [{lo:.3f}, {hi:.3f}]"
 
 
 def markdown(summary: pd.DataFrame, med: pd.DataFrame, missing: list[dict], metric: str = "acc") -> str:
     lines = [
         f"# Sweep report ({metric})",
+        "",
+        "Cells: mean ± std over seeds [the 95% test-set interval (results.json `ci`), averaged over seeds].",
         "",
         "| " + " | ".join(KEYS) + " | weak | w2s | ceiling | PGR | direct (no chain) | n |",
     ]
@@ -142,7 +152,7 @@ def markdown(summary: pd.DataFrame, med: pd.DataFrame, missing: list[dict], metr
     for _, r in summary.iterrows():
         cells = [str(r[k]) for k in KEYS]
         cells += [
-            _fmt(r.get(f"{x}_{metric}_mean"), r.get(f"{x}_{metric}_std"))
+            _fmt(*(r.get(f"{x}_{metric}_{s}") for s in ("mean", "std", "lo", "hi")))
             for x in ("weak", "w2s", "ceiling", "pgr")
         ]
         n_pgr = r.get(f"pgr_{metric}_n")
@@ -150,7 +160,9 @@ def markdown(summary: pd.DataFrame, med: pd.DataFrame, missing: list[dict], metr
             cells[-1] += f" (n={int(n_pgr)}; {int(r['n'] - n_pgr)} null)"
         direct = r.get(f"direct_{metric}_mean")
         has_direct = direct is not None and not np.isnan(direct)
-        cells.append(_fmt(direct, r.get(f"direct_{metric}_std")) if has_direct else "-")
+        cells.append(
+            _fmt(*(r.get(f"direct_{metric}_{s}") for s in ("mean", "std", "lo", "hi"))) if has_direct else "-"
+        )
         lines.append("| " + " | ".join(cells) + f" | {int(r['n'])} |")
     lines += [
         "",

@@ -158,6 +158,7 @@ SCHEMA: dict[str, Rule] = {
     "task.input_format": Choice(("moves", "fen")),
     "task.source": Choice(_sources),
     "loss.prior": Choice(PRIORS),
+    "method.iters": POS,  # method=s2s: strong-to-strong rounds
     **{f"loss.{k}": Num(lo, hi) for k, (lo, hi) in LOSS_RANGES.items()},
 }
 
@@ -324,9 +325,9 @@ def check_unknown_keys(cfg: DictConfig) -> None:
 
         known = {k: None for k in inspect.signature(pl.Trainer.__init__).parameters if k != "self"}
         _unknown(trainer, known, "trainer.")
-    for loss in ("loss", "gt_loss"):
-        if isinstance(cfg.get(loss), DictConfig) and "_target_" in cfg[loss]:
-            _unknown(cfg[loss], {"name": None}, f"{loss}.")
+    for group in ("loss", "gt_loss", "clean"):  # keys the `_target_` takes
+        if isinstance(cfg.get(group), DictConfig) and "_target_" in cfg[group]:
+            _unknown(cfg[group], {"name": None}, f"{group}.")
     extra = sorted(set(cfg) - set(ref))
     if extra:
         near = difflib.get_close_matches(extra[0], sorted(ref), n=1)

@@ -60,12 +60,16 @@ if not OmegaConf.has_resolver("w2s_run_id"):  # cached: Hydra copies the cache i
 
 
 def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """`test/<role>_<metric>` and `test/pgr[_<metric>]`: the names dashboards group by."""
+    """`test/<role>_<metric>`, its 95% interval `test/<role>_<metric>_lo` / `_hi` (results.json `ci`) and
+    `test/pgr[_<metric>]`: the names dashboards group by."""
     out = {}
     for role in ("weak", "w2s", "ceiling", "direct", "noise"):
         for metric, value in (results.get(role) or {}).items():
             if value is not None:
                 out[f"test/{role}_{metric}"] = value
+    for role, intervals in (results.get("ci") or {}).items():
+        for metric, (lo, hi) in intervals.items():
+            out.update({f"test/{role}_{metric}_lo": lo, f"test/{role}_{metric}_hi": hi})
     for metric, value in (results.get("pgr") or {}).items():
         if value is not None:
             out["test/pgr" if metric == "acc" else f"test/pgr_{metric}"] = value

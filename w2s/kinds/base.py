@@ -105,6 +105,11 @@ class Kind(Protocol):
         """Metrics of `preds` against GT of `split` (rows where `mask` is true)."""
         ...
 
+    def intervals(self, preds: Labels, split: str = "test") -> dict[str, list[float]]:
+        """95% intervals [lo, hi] of `score`'s metrics of `preds`: Wilson for a proportion (accuracy), a
+        seeded bootstrap (1,000 resamples) for AUROC; a metric without one is absent."""
+        ...
+
     def same(self, a: Labels, b: Labels, split: str) -> np.ndarray:
         """Per row: do two label lists give the same answer (agreement)?"""
         ...
@@ -124,6 +129,11 @@ class Kind(Protocol):
     def frozen_features(self, model_cfg: Any, rows: Sequence[int], layer: int | None) -> torch.Tensor:
         """Frozen features of task rows `rows` from hidden layer `layer` (None: the model's own setting), for
         the probes that clean weak labels; a kind without features raises a ConfigError."""
+        ...
+
+    def probe_layer(self, model_cfg: Any) -> int | None:
+        """The layer a cleaning probe reads when `clean.layer` is null: the middle one where the model's layers
+        can be chosen, None (the model's own features) where not; a kind without features raises."""
         ...
 
 

@@ -20,7 +20,7 @@ from w2s.data import AnswerCollate, Examples, PromptCollate, loader
 from w2s.errors import ConfigError
 from w2s.generative import SELECT, TIE_BREAK, Encoded, GenModule, build_gen_network, features_at_answers
 from w2s.kinds.base import Labels, TaskData, load_state
-from w2s.metrics import exact_match, same_text
+from w2s.metrics import exact_match, same_text, wilson
 
 
 def other_answer(position: str, target: str, pool: list[str], rng: random.Random) -> str:
@@ -59,11 +59,17 @@ class Generative:
         """A generative probe's hidden states are computed per stage in the decoder's own dtype."""
         return None
 
-    def frozen_features(self, model_cfg: Any, rows: Sequence[int], layer: int | None) -> torch.Tensor:
-        raise ConfigError(
+    def _no_features(self) -> ConfigError:
+        return ConfigError(
             f"task {self.cfg.task.name!r} generates answers: its labels are strings, which a probe on frozen "
             "features cannot clean (clean=none)"
         )
+
+    def frozen_features(self, model_cfg: Any, rows: Sequence[int], layer: int | None) -> torch.Tensor:
+        raise self._no_features()
+
+    def probe_layer(self, model_cfg: Any) -> int | None:
+        raise self._no_features()
 
     def _view(self, model_cfg: Any) -> Encoded:
         if model_cfg.name not in self._enc:
@@ -118,6 +124,12 @@ class Generative:
         pos, gt = self._positions(split), list(self.data.splits[split]["target"])
         keep = range(len(gt)) if mask is None else np.flatnonzero(mask)
         return self.metric_fn([pos[i] for i in keep], [preds[i] for i in keep], [gt[i] for i in keep])
+
+    def intervals(self, preds: Labels, split: str = "test") -> dict[str, list[float]]:
+        """Wilson for each metric, every one a proportion of the split's rows (exact match, legal moves);
+        answers carry no score, so no AUROC."""
+        n = len(self.data.splits[split])
+        return {m: list(wilson(round(v * n), n)) for m, v in self.score(preds, split).items()}
 
     def same(self, a: Labels, b: Labels, split: str) -> np.ndarray:
         pos = self._positions(split)

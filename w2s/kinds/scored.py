@@ -21,7 +21,7 @@ from w2s import analysis, dist, models
 from w2s.data import Examples, FeatureCollate, TextCollate, loader
 from w2s.features import Featurizer, feature_precision, features
 from w2s.kinds.base import Labels, TaskData, class_probs, load_state
-from w2s.metrics import scores
+from w2s.metrics import bootstrap_auroc, scores, wilson
 from w2s.module import W2SModule
 from w2s.networks import Cached, Classifier, lora_body
 from w2s.text import TextFeaturizer, store_key, tokenize
@@ -74,6 +74,10 @@ class Scored(ABC):
     def feature_precision(self, model_cfg: Any) -> str | None:
         """What a probe's frozen features were computed in (bf16 where native): part of its stage's key."""
         return feature_precision(self.cfg, model_cfg) if model_cfg.train_mode == "probe" else None
+
+    def probe_layer(self, model_cfg: Any) -> int | None:
+        """The model's own features (an image model's pooled output, the only ones it gives)."""
+        return None
 
     def frozen_features(self, model_cfg: Any, rows: Sequence[int], layer: int | None) -> torch.Tensor:
         feat = self._featurizer(model_cfg, layer)
@@ -155,6 +159,13 @@ class Scored(ABC):
             p, y = p[mask], y[mask]
         return scores(p, y)
 
+    def intervals(self, preds: Labels, split: str = "test") -> dict[str, list[float]]:
+        """Wilson for the accuracy `score` reports; bootstrap AUROC on P(class 1), or macro over C classes."""
+        p, y = class_probs(preds), self._gt(split)
+        right = round(self.score(preds, split)["acc"] * len(y))
+        auroc = bootstrap_auroc(p[:, 1] if p.shape[1] == 2 else p, y)  # 1,000 resamples, seed 0
+        return {"acc": list(wilson(right, len(y))), "auroc": list(auroc)}
+
     def same(self, a: Labels, b: Labels, split: str) -> np.ndarray:
         return class_probs(a).argmax(-1) == class_probs(b).argmax(-1)
 
@@ -175,6 +186,10 @@ class _Text(Scored):
 
     def _featurizer(self, model_cfg: Any, layer: int | None = None) -> TextFeaturizer:
         return TextFeaturizer(self.cfg, model_cfg, self.data.splits["all"], layer)
+
+    def probe_layer(self, model_cfg: Any) -> int | None:
+        """The middle block's output, `hidden_states[num_hidden_layers // 2]` (index 0 is the embeddings)."""
+        return models.num_layers(model_cfg) // 2
 
     def _store_key(self) -> dict[str, Any]:
         return store_key(self.cfg.task)
