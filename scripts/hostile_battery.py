@@ -115,7 +115,7 @@ CASES: dict[str, tuple[Setup, int, dict]] = {
     "noise_control=maybe": (_c("analysis.noise_control=maybe"), 2, {}),
     "agreement=maybe": (_c("analysis.agreement=maybe"), 2, {}),
     "force=maybe": (_c("force=maybe"), 2, {}),
-    "warmup_steps=-5": (_c("optim.warmup_steps=-5"), 2, {}),
+    "warmup_steps=-5": (_c("scheduler.warmup_steps=-5"), 2, {}),
     "features.max_tokens=0": (_c("features.max_tokens=0"), 2, {}),
     "+analysis.bogus": (_c("+analysis.bogus=true"), 2, {}),
     # exit 2 naming the wrong thing (scored by the fragment the line must hold)

@@ -230,13 +230,24 @@ def test_every_config_file_composes(cfg_factory):
         ("method", "method"),
         ("clean", "clean"),
         ("trainer", "trainer"),
+        ("callbacks", "callbacks"),
+        ("optim", "optim"),
+        ("scheduler", "scheduler"),
         ("logger", "logger"),
         ("experiment", "experiment"),
     ]:
         for name in choices(group):
-            extra = ["task.path=data.csv"] if (group, name) == ("task", "custom") else []
+            needs_path = group == "task" and OmegaConf.load(CONF_DIR / "task" / f"{name}.yaml").get("path") == "???"
+            extra = ["task.path=data.csv"] if needs_path else []
             cfg = cfg_factory(f"{key}={name}", "allow_smaller_student=true", *extra)
             OmegaConf.to_container(cfg, resolve=True)
+            if group in ("optim", "scheduler"):  # the `_partial_` objects a stage builds, built here
+                opt = instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+                instantiate(cfg.scheduler)(opt, 10).step()
+            if group in ("callbacks", "loss", "clean") and cfg.get(key):
+                node = cfg[key]
+                built = [instantiate(c) for c in node.values()] if group == "callbacks" else instantiate(node)
+                assert built is not None
     for path in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"):
         OmegaConf.load(path)
 

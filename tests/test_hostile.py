@@ -165,7 +165,7 @@ BAD_VALUES: dict[str, tuple[list[str], str]] = {
     "noise_maybe": (["analysis.noise_control=maybe"], "analysis.noise_control='maybe' must be true or false"),
     "agreement_maybe": (["analysis.agreement=maybe"], "analysis.agreement='maybe' must be true or false"),
     "force_maybe": (["force=maybe"], "force='maybe' must be true or false"),
-    "warmup_negative": (["optim.warmup_steps=-5"], "optim.warmup_steps=-5 must be an integer >= 0"),
+    "warmup_negative": (["scheduler.warmup_steps=-5"], "scheduler.warmup_steps=-5 must be an integer >= 0"),
     "max_tokens_0": (["features.max_tokens=0"], "features.max_tokens=0 must be"),
     "analysis_bogus": (["+analysis.bogus=true"], "analysis.bogus is not a known key"),
     "analysis_typo": (["+analysis.agreemnt=true"], "did you mean analysis.agreement?"),
