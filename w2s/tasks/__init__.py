@@ -69,7 +69,7 @@ def check_schema(ds: Dataset, kind: str, task: str) -> None:
 
 def balance(ds: Dataset, seed: int) -> tuple[Dataset, dict[str, int]]:
     """Undersample the majority class so both classes are equally frequent (the paper's balanced tasks)."""
-    labels = np.asarray(ds["label"])
+    labels = ds.with_format("arrow")["label"].to_numpy()  # a column at once, not row by row
     counts = {int(c): int((labels == c).sum()) for c in (0, 1)}
     n = min(counts.values())
     if len(labels) == 0:
