@@ -73,7 +73,7 @@ def check_schema(ds: Dataset, columns: tuple[str, ...], task: str, classes: int 
 
 def balance(ds: Dataset, seed: int, classes: int = 2) -> tuple[Dataset, dict[str, int]]:
     """Undersample to the rarest class so every class is equally frequent (the paper's balanced tasks)."""
-    labels = np.asarray(ds["label"])
+    labels = ds.with_format("arrow")["label"].to_numpy()  # a column at once, not row by row
     counts = {int(c): int((labels == c).sum()) for c in range(classes)}
     n = min(counts.values()) if counts else 0
     if len(labels) == 0:

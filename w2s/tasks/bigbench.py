@@ -147,18 +147,18 @@ def load_bigbench(
     per model); `limit` keeps a seeded random `limit // 2` rows of each class (quick runs, sweeps)."""
     examples = mc_examples(task, subtasks, Path(cache) if cache else None)
     raw = {k: [e[k] for e in examples] for k in ("input", "correct", "wrong")}
-    ds = load_hub(f"bigbench/{task}", "bigbench", dataset=raw, seed=seed, template=template)
+    cols = load_hub(f"bigbench/{task}", "bigbench", dataset=raw, seed=seed, template=template).to_dict()
     first: dict[str, int] = {}
-    for i, t in enumerate(ds["text"]):
+    for i, t in enumerate(cols["text"]):
         first.setdefault(t, i)
-    labels = np.asarray(ds["label"])[sorted(first.values())]
     rows = np.asarray(sorted(first.values()))
+    labels = np.asarray(cols["label"])[rows]
     n = int(min((labels == 0).sum(), (labels == 1).sum()))
     if limit is not None:
         n = min(n, limit // 2)
     rng = np.random.default_rng(seed)
-    keep = [rng.choice(rows[labels == c], n, replace=False) for c in (0, 1)]
-    out = ds.select(np.sort(np.concatenate(keep)).tolist()).to_dict()
+    keep = np.sort(np.concatenate([rng.choice(rows[labels == c], n, replace=False) for c in (0, 1)]))
+    out = {k: [v[i] for i in keep] for k, v in cols.items()}
     out["id"] = [f"bb_{task}:{i.rsplit(':', 1)[-1]}" for i in out["id"]]
     return Dataset.from_dict(out)
 
