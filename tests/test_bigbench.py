@@ -127,3 +127,23 @@ def test_list_sizes_audit_covers_every_kind(fake_bigbench, tmp_path, capsys):
     assert "bigbench:social_iqa" in rows["bb_social_iqa"] and "error" not in rows["bb_social_iqa"]
     assert "error" not in rows["hhh_alignment"] and rows["hhh_alignment"].split()[-1] != "20"  # audited
     assert " 12 " in rows["checkmate_in_one"] and " 20 " in rows["hhh_alignment"]
+
+
+def test_a_warm_listing_loads_no_task_and_an_edit_reloads_it(fake_bigbench, tmp_path, capsys, monkeypatch):
+    import w2s.tasks.__main__ as catalogue
+
+    conf = tmp_path / "task"
+    conf.mkdir()
+    (conf / "bb_social_iqa.yaml").write_text((CONF / "bb_social_iqa.yaml").read_text())
+    assert catalogue.main(["--list", "--sizes", "--conf-dir", str(conf)]) == 0
+    first = capsys.readouterr().out
+    loads = []
+    real = catalogue.size_and_audit
+    monkeypatch.setattr(
+        catalogue, "size_and_audit", lambda cfg, audit: loads.append(cfg.name) or real(cfg, audit)
+    )
+    assert catalogue.main(["--list", "--sizes", "--conf-dir", str(conf)]) == 0
+    assert capsys.readouterr().out == first and loads == []  # warm: the size comes from task_sizes.json
+    (conf / "bb_social_iqa.yaml").write_text((CONF / "bb_social_iqa.yaml").read_text() + "balance: false\n")
+    catalogue.main(["--list", "--sizes", "--conf-dir", str(conf)])
+    assert loads == ["bb_social_iqa"]  # another config is another key

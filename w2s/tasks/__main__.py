@@ -1,19 +1,24 @@
 """`python -m w2s.tasks --list [--sizes] [--audit] [--online]`: the task catalogue in conf/task.
 
 --sizes loads each task (hub tasks from the local cache only, unless --online) and prints its size after
-dedup and balancing; a hub task whose data is not here prints "hub". --audit adds the leak audit's flags
-(labelled kinds; a generate task has no label to leak).
+dedup and balancing (kept in `$W2S_CACHE/task_sizes.json`, keyed by the task's config, its local inputs'
+content and the loaders' code, so a warm listing loads nothing); a hub task whose data is not here prints "hub".
+--audit adds the leak audit's flags (labelled kinds; a generate task has no label to leak).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from w2s.artifacts import atomic_write_text
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "task"
 
@@ -41,6 +46,30 @@ def root_cause(e: BaseException) -> BaseException:
     while e.__cause__ is not None and not isinstance(e, HubUnavailableError):
         e = e.__cause__
     return e
+
+
+def _code_hash() -> str:
+    """The task loaders' own source: a cached size is stale once a loader or formatter changes."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(cfg: DictConfig, audit: bool, code: str) -> str:
+    """What a task's size and audit depend on: its config, the content of its local inputs, the loaders' code."""
+    from w2s.artifacts import key_hash
+    from w2s.tasks import fingerprint
+
+    inputs = {} if "path" in cfg.keys() and OmegaConf.is_missing(cfg, "path") else fingerprint(cfg)
+    return key_hash({"task": OmegaConf.to_yaml(cfg), "inputs": inputs, "audit": audit, "code": code})
+
+
+def sizes_file() -> Path:
+    """Where sizes computed once are kept (beside the BIG-bench cache), so a warm listing loads no task again."""
+    from w2s.tasks.bigbench import cache_dir
+
+    return cache_dir().parent / "task_sizes.json"
 
 
 def size_and_audit(cfg: DictConfig, audit: bool) -> tuple[str, str]:
@@ -82,12 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     datasets.disable_progress_bars()
     if args.sizes and not args.online:
         os.environ["HF_DATASETS_OFFLINE"] = "1"  # read by w2s.tasks.nlp at call time: cache only, no retries
+    known = json.loads(sizes_file().read_text()) if args.sizes and sizes_file().exists() else {}
+    code = _code_hash()
     rows: list[list[Any]] = []
     for cfg in task_configs(args.conf_dir):
         row = [cfg.name, cfg.type, source(cfg), repr(cfg.get("template", ""))[1:-1][:60]]
         if args.sizes:
-            row += list(size_and_audit(cfg, args.audit))
+            key = cache_key(cfg, args.audit, code)
+            entry = known.get(key) or list(size_and_audit(cfg, args.audit))
+            if entry[0].isdigit():  # a hub task that was not here, or an error, is asked again next time
+                known[key] = entry
+            row += entry
         rows.append(row)
+    if args.sizes:
+        atomic_write_text(sizes_file(), json.dumps(known, indent=0, sort_keys=True))
     head = ["name", "type", "source", "template"] + (["size", "audit"] if args.sizes else [])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
