@@ -250,10 +250,10 @@ def test_other_targets_are_refused(target: str) -> None:
 # ---- the command line before Hydra: group options, parsing, folders ----------------------------------------
 
 GROUP_CASES = {
-    "loss=bogus": "loss=bogus unknown; choices: ['conf', 'entropy', 'product', 'xent']",
-    "supervisor=": "supervisor= unknown; choices: ['gemma3-270m'",
+    "loss=bogus": "loss=bogus unknown; choices: ['conf', 'entropy', 'product', 'window', 'xent']",
+    "supervisor=": "supervisor= unknown; choices: ['alexnet', 'dino-resnet50'",
     "task=bogus": "task=bogus unknown; choices: ['amazon_polarity'",
-    "method=bogus": "method=bogus unknown; choices: ['bootstrap', 'naive']",
+    "method=bogus": "method=bogus unknown; choices: ['bootstrap', 'naive', 's2s']",
     "logger=bogus": "logger=bogus unknown; choices: ['csv', 'none', 'wandb']",
     "trainer=bogus": "trainer=bogus unknown; choices: ['ddp', 'ddp_cpu'",
     "chain1=bogus": "chain1=bogus unknown",

@@ -230,8 +230,10 @@ def test_every_table1_task_has_a_config_and_fixture():
 def test_config_files_have_required_keys(path):
     cfg = OmegaConf.load(path)
     assert cfg.name == path.stem
-    assert cfg.type in {"classify", "pairwise", "generate"}
+    assert cfg.type in {"classify", "pairwise", "generate", "image"}
     assert cfg.loader._target_.startswith("w2s.tasks.")
+    if cfg.type == "image":  # a model reads an image's pixels, not a rendered text
+        return
     assert isinstance(cfg.template, str) and "{" in cfg.template
     if cfg.type == "classify":  # prompting baselines need a per-task question ending in "Answer:"
         assert isinstance(cfg.prompt_template, str) and cfg.prompt_template.rstrip().endswith(":")
@@ -512,4 +514,6 @@ def test_schema_checks_and_hashes_are_column_wise_and_agree_with_rows():
         check_schema(ok.map(lambda r, i: {"second": " \t" if i == 1 else r["second"]}, with_indices=True),
                      Pairwise.columns, "t")  # fmt: skip
     with pytest.raises(TaskError, match=r"labels must be 0/1, found \[2\]"):
-        check_schema(ok.map(lambda r: {"label": 2 if r["id"] == "i0" else r["label"]}), Pairwise.columns, "t")
+        check_schema(
+            ok.map(lambda r: {"label": 2 if r["id"] == "i0" else r["label"]}), Pairwise.columns, "t", 2
+        )

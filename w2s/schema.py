@@ -100,6 +100,7 @@ SCHEMA: dict[str, Rule] = {
     "seed": Int(0, 2**32 - 1),
     "force": BOOL,
     "allow_smaller_student": BOOL,
+    "allowed_targets": Rule("list", item=STR),
     "progress_bar": BOOL,
     "pgr_eps": Num(0),
     "eval_batch_size": POS,
@@ -240,26 +241,27 @@ ALLOWED_TARGETS = (
 )
 
 
-def _target_allowed(target: Any) -> bool:
+def _target_allowed(target: Any, allowed: Sequence[str]) -> bool:
     if not isinstance(target, str):
         return False
-    return any(target.startswith(p) if p.endswith(".") else target == p for p in ALLOWED_TARGETS)
+    return any(target.startswith(p) if p.endswith(".") else target == p for p in allowed)
 
 
-def check_targets(node: Any, prefix: str = "") -> None:
-    """Refuse any `_target_` outside `ALLOWED_TARGETS`: `loss._target_=builtins.print` would call it."""
+def check_targets(node: Any, allowed: Sequence[str] = ALLOWED_TARGETS, prefix: str = "") -> None:
+    """Refuse any `_target_` outside `allowed` (`ALLOWED_TARGETS` and the config's own `allowed_targets`, a
+    user's explicit list, e.g. a module of their own losses): `loss._target_=builtins.print` would call it."""
     if isinstance(node, Mapping):
         for k, v in node.items():
             key = f"{prefix}{k}"
-            if k == "_target_" and not _target_allowed(v):
+            if k == "_target_" and not _target_allowed(v, allowed):
                 raise ConfigError(
                     f"{key}={v!r} is not allowed: a _target_ names one of this project's classes or an allowed "
-                    f"library class; allowed prefixes: {list(ALLOWED_TARGETS)}"
+                    f"library class; allowed prefixes: {list(allowed)} (add yours to allowed_targets)"
                 )
-            check_targets(v, key + ".")
+            check_targets(v, allowed, key + ".")
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            check_targets(v, f"{prefix}{i}.")
+            check_targets(v, allowed, f"{prefix}{i}.")
 
 
 #: Sections of train.yaml whose keys are the project's own: a key not in train.yaml is a typo.
@@ -376,7 +378,8 @@ def check_label_map(cfg: Any) -> None:
 
 def check(cfg: DictConfig) -> None:
     """The whole schema: `_target_`s, unknown keys, types and ranges, then templates and label maps."""
-    check_targets(OmegaConf.to_container(cfg, resolve=False))
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    check_targets(plain, (*ALLOWED_TARGETS, *[str(p) for p in plain.get("allowed_targets") or []]))
     check_unknown_keys(cfg)
     check_types(cfg)
     check_template(cfg)
