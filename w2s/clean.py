@@ -24,15 +24,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from w2s import artifacts, models
 from w2s.data import LabelSource, write_labels
-from w2s.errors import ConfigError
+from w2s.errors import ConfigError, build
 from w2s.features import feature_precision
 
 if TYPE_CHECKING:  # the kinds are above this module: a type, not an import at run time
@@ -306,12 +304,7 @@ def configured(cfg: DictConfig, kind: Kind) -> Method | None:
     kind whose labels no probe reads (generation: its `frozen_features` raises), is one ConfigError line."""
     if not cfg.get("clean"):
         return None
-    try:
-        method = instantiate(cfg.clean)
-    except InstantiationException as e:  # Hydra wraps the method's own error: show that one
-        if isinstance(e.__cause__, ConfigError):
-            raise e.__cause__ from None
-        raise
+    method = build(cfg.clean)
     # no rows asked for: a kind without features raises its ConfigError, the others return nothing
     kind.frozen_features(cfg.student, [], None)
     return method

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from typing import Any
 
 #: Longest run of non-space characters an error shows: a 10 MB one-line file quoted in a message (a column
 #: name, a row) must not print a 10 MB error line.
@@ -68,3 +69,17 @@ def storage_error(e: OSError) -> StorageError | None:
     return StorageError(
         f"cannot write{where} ({os.strerror(e.errno)}); free space or point it at a writable disk"
     )
+
+
+def build(node: Any) -> Any:
+    """`hydra.utils.instantiate(node)`, with a `UserError` the target raised shown as itself: Hydra wraps it in
+    an `InstantiationException` whose message is a multi-line traceback summary."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise

@@ -20,7 +20,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from w2s.errors import ModelError
+from w2s.errors import ModelError, build
 
 #: `paths.model_cache` of the running config (`set_cache_root`); before one is set: $W2S_MODEL_CACHE or the default.
 _CACHE_ROOT: list[Path] = []
@@ -65,15 +65,7 @@ def model_key(model_cfg: Any) -> dict[str, Any]:
 
 def resolve(model_cfg: Any) -> str:
     """Local folder (or hub id) of a model config's weights."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        return str(instantiate(model_cfg.source))
-    except InstantiationException as e:  # Hydra wraps the resolver's own error: show that one
-        if isinstance(e.__cause__, ModelError):
-            raise e.__cause__ from None
-        raise
+    return str(build(model_cfg.source))
 
 
 def _from_pretrained(cls: Any, model_cfg: Any, **kwargs: Any) -> Any:

@@ -14,11 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from w2s.errors import TaskError, UserError
+from w2s.errors import TaskError, build
 
 
 def _hash(values: tuple[Any, ...]) -> str:
@@ -96,12 +94,7 @@ def load_task(task_cfg: Any, seed: int = 0, kind: Any = None) -> tuple[Dataset, 
 
         kind = kind_class(task_cfg.type)
     name = task_cfg.name
-    try:
-        ds = instantiate(task_cfg.loader)
-    except InstantiationException as e:  # Hydra wraps the loader's own error: show that one
-        if isinstance(e.__cause__, UserError):
-            raise e.__cause__ from None
-        raise
+    ds = build(task_cfg.loader)
     if not isinstance(ds, Dataset):
         raise TaskError(f"task {name!r}: loader must return datasets.Dataset, got {type(ds).__name__}")
     classes = check_schema(ds, kind.columns, name, task_cfg.get("num_classes", kind.default_classes))
