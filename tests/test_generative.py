@@ -42,6 +42,7 @@ def toy_cfg(cfg_factory, *extra: str):
     with open_dict(cfg):
         cfg.task.name = "toy"
         cfg.task.loader = {"_target_": "tests.test_generative.toy_rows", "n": 400}
+        cfg.allowed_targets = ["tests."]  # this test's own loader, trusted explicitly
         del cfg.task.metrics, cfg.task.same_answer, cfg.task.wrong_answer  # a plain task: string answers
         cfg.split.weak, cfg.split.transfer, cfg.split.val, cfg.split.test = 150, 120, 30, 80
         for role in ("supervisor", "student"):
