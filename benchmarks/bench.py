@@ -563,7 +563,7 @@ def stage_memory(model_name: str, stage: str, rows: int) -> dict[str, Any]:
             with torch.inference_mode():
                 net.eval()
                 for batch in loader(rows_, 64, TextCollate(pad), shuffle=False):
-                    net.features(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+                    net.body.features({k: batch[k].to(device) for k in ("input_ids", "attention_mask")})
         else:  # full finetuning at the model's batch size: three optimizer steps
             from w2s.losses import XEnt
 

@@ -250,7 +250,7 @@ def test_shared_cache_is_checked_against_the_pin_not_the_sums_beside_it(tmp_path
     assert offline._assembled("m", zip_maker(b"weights"), pin, convert_gguf=False) == hf  # checked, trusted
     (hf / "model.safetensors").write_bytes(b"evil!!!")  # another user edits the weights ...
     sums = hf.parent / offline.HF_SUMS
-    sums.write_text(json.dumps(offline._folder_sums(hf)))  # ... and the checksums stored beside them
+    sums.write_text(json.dumps(offline.folder_sums(hf)))  # ... and the checksums stored beside them
     offline._VERIFIED.clear()
     with pytest.raises(ModelError, match="sha256 mismatch"):
         offline._assembled("m", zip_maker(b"weights"), pin, convert_gguf=False)

@@ -216,7 +216,7 @@ def test_wandb_offline_run_reads_back_with_pgr_config_and_tags(tmp_path):
 @pytest.mark.skipif(shutil.which("wandb") is None, reason="the wandb CLI comes with the wandb package")
 def test_crashed_run_is_marked_failed(tmp_path):
     # the student's loss is NaN: the run stops mid-training (after the supervisor stage)
-    proc = _train(tmp_path, "loss._target_=nan_loss.NanLoss", "allowed_targets=[nan_loss.]")
+    proc = _train(tmp_path, "loss._target_=nan_loss.NanLoss", "~loss.hard", "allowed_targets=[nan_loss.]")
     assert proc.returncode != 0
     runs = list((tmp_path / "run").glob("wandb/offline-run-*"))
     assert len(runs) == 1

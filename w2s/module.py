@@ -56,7 +56,9 @@ class W2SModule(pl.LightningModule):
     def on_train_start(self) -> None:
         """The loss reads what it needs of every training target once, before the first step (`Loss.prepare`):
         a batch cannot see dataset statistics such as window's `midweak` radius."""
-        self.loss.prepare(soft_targets(self.trainer.train_dataloader.dataset.targets))
+        dm = self.trainer.datamodule  # a stage's WeakLabelDataModule holds every training row's label
+        if dm is not None:  # a bare loop of batches (gpu_check, benchmarks) has no dataset-level labels
+            self.loss.prepare(soft_targets(dm.train_rows.targets))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(batch)
