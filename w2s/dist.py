@@ -150,16 +150,27 @@ def barrier() -> None:
     store = td.distributed_c10d._get_default_store()
     key = f"w2s/barrier/{next(_BARRIERS)}"
     try:
-        store.add(key, 1)
-        while store.add(key, 0) < size():
-            signals.check_terminated()
-            if any(p.poll() is not None for p in signals.CHILDREN):
-                signals.leave(PEER_LOST)
-            time.sleep(POLL_S)
+        _wait(store, key)
+        # rank 0 holds the store: it leaves last, once every rank has seen the barrier complete (a rank still
+        # polling when rank 0 went on and exited would read a closed store as a lost peer)
+        store.add(key + "/seen", 1)
+        if is_zero():
+            _wait(store, key + "/seen", add=False)
     except (RuntimeError, OSError) as e:  # the store lives in rank 0: it died
         if is_peer_loss(e):
             signals.leave(PEER_LOST)
         raise
+
+
+def _wait(store: Any, key: str, add: bool = True) -> None:
+    """Poll `key` until every rank has counted itself in (adding this rank first, unless `add` is false)."""
+    if add:
+        store.add(key, 1)
+    while store.add(key, 0) < size():
+        signals.check_terminated()
+        if any(p.poll() is not None for p in signals.CHILDREN):
+            signals.leave(PEER_LOST)
+        time.sleep(POLL_S)
 
 
 def is_peer_loss(e: BaseException) -> bool:

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 from datasets import DatasetDict, load_from_disk
 from omegaconf import DictConfig
 
-from w2s import artifacts, clean, dist, hooks
+from w2s import artifacts, clean, dist, hooks, models
 from w2s.config import chain_models, extra_transfers, transfer_splits, validate
 from w2s.data import LabelSource
 from w2s.fit import label_stage, train_key, train_stage
@@ -147,6 +147,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     check_layout(cfg)
     dist.launch(cfg)  # several processes: started (or joined) here, before any stage
+    if dist.is_zero():  # rank 0 assembles every model (offline files, random models) before any rank loads one
+        for model_cfg in (cfg.supervisor, *chain_models(cfg), cfg.student):
+            models.resolve(model_cfg)
+    dist.barrier()
     kind_cls = kind_class(cfg.task.type)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = task_stage(cfg)
@@ -200,4 +204,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # and every reader of a role's metrics see only the metrics
     results["ci"] = {name: kind.intervals(s.test_preds()) for name, s in ladder.stages.items()}
     results.update(gen_finetune=gft, task_info={**data.info, **kind.info()}, selected_by=kind.select)
-    return write_results(cfg, results, kind, ladder.stages, ceiling_on, [cfg.supervisor, *chain, student], t0)
+    results = write_results(cfg, results, kind, ladder.stages, ceiling_on, [cfg.supervisor, *chain, student], t0)
+    dist.barrier()  # every rank ends together: rank 0, which holds the process group's store, leaves last
+    return results
