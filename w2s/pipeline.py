@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,16 +142,44 @@ class Ladder:
         )  # fmt: skip
 
 
+def start(cfg: DictConfig) -> None:
+    """Check the config, then start (or join) the run's processes before any stage. With several, rank 0
+    assembles every role's model (offline files, random models) before any rank loads one: two ranks building
+    the same folder at once had one load it half-replaced."""
+    validate(cfg)
+    check_layout(cfg)
+    dist.launch(cfg)
+    if dist.size() > 1:
+        if dist.is_zero():
+            for model_cfg in (cfg.supervisor, *chain_models(cfg), cfg.student):
+                models.resolve(model_cfg)
+        dist.barrier()
+
+
+def scores(cfg: DictConfig, ladder: Ladder, chain: list[Any], rounds: int) -> dict[str, Any]:
+    """Test metrics of every role the ladder trained and their PGR: weak, w2s and ceiling, the chain's steps and
+    the direct run beside a chain, the s2s rounds; and what the cleaning stage did."""
+    kind = ladder.kind
+    score = {name: kind.score(s.test_preds()) for name, s in ladder.stages.items()}
+    results: dict[str, Any] = {role: score[role] for role in ("weak", "w2s", "ceiling")}
+    gap = partial(pgr_table, results["weak"], ceiling=results["ceiling"], eps=cfg.pgr_eps)
+    if chain:
+        results["chain"] = [{"model": m.name, **score[f"chain{k + 1}"]} for k, m in enumerate(chain)]
+        results["direct"] = score["direct"]
+        results["pgr_direct"] = gap(score["direct"])
+    if rounds:
+        s2s = [score[f"s2s{r}"] for r in range(1, rounds + 1)]
+        results["s2s"] = [{"round": r, **m} for r, m in enumerate(s2s, 1)]
+        results["pgr_s2s"] = [gap(m) for m in s2s]
+    results["pgr"] = gap(results["w2s"])
+    results["clean"] = ladder.cleaned
+    return results
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the whole experiment for one config; write and return `results.json`."""
     t0 = time.time()
-    validate(cfg)
-    check_layout(cfg)
-    dist.launch(cfg)  # several processes: started (or joined) here, before any stage
-    if dist.is_zero():  # rank 0 assembles every model (offline files, random models) before any rank loads one
-        for model_cfg in (cfg.supervisor, *chain_models(cfg), cfg.student):
-            models.resolve(model_cfg)
-    dist.barrier()
+    start(cfg)
     kind_cls = kind_class(cfg.task.type)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = task_stage(cfg)
@@ -184,19 +213,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # 3. the strong ceiling on ground truth
     ceiling_on = final if cfg.split.ceiling_on == "transfer" else "weak"
     ladder.train("ceiling", student, ceiling_on, ladder.gt(ceiling_on), "gt", cfg.gt_loss, gt_val)
-    score = {name: kind.score(s.test_preds()) for name, s in ladder.stages.items()}
-    results: dict[str, Any] = {role: score[role] for role in ("weak", "w2s", "ceiling")}
     if chain:  # the direct supervisor -> student run on the chain's final split, for comparison
         ladder.learn_from("direct", student, weak, final, save=False)
-        results["chain"] = [{"model": m.name, **score[f"chain{k + 1}"]} for k, m in enumerate(chain)]
-        results["direct"] = kind.score(ladder.stages["direct"].test_preds())
-        results["pgr_direct"] = pgr_table(results["weak"], results["direct"], results["ceiling"], cfg.pgr_eps)
-    if rounds:
-        s2s = [score[f"s2s{r}"] for r in range(1, rounds + 1)]
-        results["s2s"] = [{"round": r, **m} for r, m in enumerate(s2s, 1)]
-        results["pgr_s2s"] = [pgr_table(results["weak"], m, results["ceiling"], cfg.pgr_eps) for m in s2s]
-    results["pgr"] = pgr_table(results["weak"], results["w2s"], results["ceiling"], cfg.pgr_eps)
-    results["clean"] = ladder.cleaned
+    results = scores(cfg, ladder, chain, rounds)
     ctx = hooks.Context(cfg, kind, ladder, results, student, final)
     for hook in active:
         results.update(hook.run(ctx))
@@ -204,6 +223,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # and every reader of a role's metrics see only the metrics
     results["ci"] = {name: kind.intervals(s.test_preds()) for name, s in ladder.stages.items()}
     results.update(gen_finetune=gft, task_info={**data.info, **kind.info()}, selected_by=kind.select)
-    results = write_results(cfg, results, kind, ladder.stages, ceiling_on, [cfg.supervisor, *chain, student], t0)
+    results = write_results(
+        cfg, results, kind, ladder.stages, ceiling_on, [cfg.supervisor, *chain, student], t0
+    )
     dist.barrier()  # every rank ends together: rank 0, which holds the process group's store, leaves last
     return results
