@@ -6,8 +6,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pytest
+from conftest import make_cfg
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from w2s.clean import (
     Cleaned,
@@ -23,7 +23,7 @@ from w2s.clean import (
     topo_filter,
     tv_distance,
 )
-from w2s.config import CONF_DIR, choices
+from w2s.config import choices
 
 
 def _clusters(n: int, centres: list[list[float]], seed: int = 0) -> np.ndarray:
@@ -168,13 +168,13 @@ def test_summary_by_hand():
     assert summary(y, cleaned)["weak_acc_all"] is None
 
 
-def test_every_clean_config_instantiates_and_runs():
+def test_every_clean_config_instantiates_and_runs(tmp_path):
     x = _clusters(30, [[0.0, 0.0, 0.0], [8.0, 8.0, 8.0]])
     gt = np.repeat([0, 1], 30)
     y = as_dist(np.where(gt == 1, 0.8, 0.3))
     assert set(choices("clean")) == {"none", "knn", "logistic", "topo", "random", "oracle"}
     for name in choices("clean"):
-        cfg = OmegaConf.load(CONF_DIR / "clean" / f"{name}.yaml")
+        cfg = make_cfg(tmp_path, [f"clean={name}", "seed=3"]).clean  # composed: `${seed}` is the run's
         if "_target_" not in cfg:
             assert name == "none" and not cfg
             continue
@@ -182,5 +182,7 @@ def test_every_clean_config_instantiates_and_runs():
         keep, labels, _ = method(x, y, gt)
         assert method.name == name and labels.shape == (60, 2) and 0 < keep.sum() <= 60
         assert set(summary(y, Cleaned(keep, labels, _), gt)) >= {"kept", "relabelled", "weak_acc_kept"}
+        if name == "random":
+            assert method.seed == 3
         if "layer" in cfg:
             assert method.layer is None
