@@ -64,7 +64,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "one_line_10mb": (_custom("big.csv", lambda p: p.write_text("x" * 10_000_000)), "big.csv"),
     "label_10mb_with_spaces": (
         _custom("big2.csv", lambda p: p.write_text("text,label\nhello," + "word " * 2_000_000 + "\n")),
-        "labels must be binary",
+        "a classifier needs two classes",
     ),
     "missing_file": (_const("task=custom", "task.path=/nonexistent/data.csv"), "/nonexistent/data.csv"),
     "precision_bogus": (_const("trainer.precision=bogus"), "trainer.precision='bogus'"),
@@ -183,7 +183,16 @@ BAD_VALUES: dict[str, tuple[list[str], str]] = {
                        "label_map has pos: high"),
     "label_map_two": (["task=custom", "task.path=/etc/hostname", "task.loader.label_map={pos: 2, neg: 0}"],
                       "label_map has pos: 2"),
+    "label_map_one_class": (["task=custom", "task.path=/etc/hostname", "task.loader.label_map={pos: 0, neg: 0}"],
+                            "it uses [0]"),
 }  # fmt: skip
+
+
+def test_a_label_map_of_three_classes_is_valid(cfg_factory) -> None:
+    from w2s.config import validate
+
+    lm = "task.loader.label_map={neg: 0, neutral: 1, pos: 2, positive: 2}"
+    validate(cfg_factory(*TINY, "task=custom", "task.path=/etc/hostname", lm))
 
 
 @pytest.mark.parametrize("case", sorted(BAD_VALUES))

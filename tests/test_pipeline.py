@@ -108,6 +108,29 @@ def test_custom_csv_task_runs_without_code(cfg_factory, tmp_path):
         run(cfg_factory(*TINY, "task=custom", f"task.path={tmp_path / 'missing.csv'}"))
 
 
+def test_custom_multiclass_text_runs_the_ladder_with_its_analyses(cfg_factory, tmp_path):
+    """A 3-class text file, labels as words: C logits per row, the conf loss for C > 2, analyses, PGR."""
+    topics = ["sports", "music", "cooking"]
+    rows = ["label,body,title"] + [f"{topics[i % 3]},a {topics[i % 3]} story {i},t{i}" for i in range(240)]
+    path = tmp_path / "topics.csv"
+    path.write_text("\n".join(rows))
+    args = [
+        *TINY,
+        "task=custom",
+        f"task.path={path}",
+        "task.loader.text_column=[title,body]",
+        "split=fraction",
+    ]
+    args += ["split.weak=30", "split.transfer=90", "split.val=30", "split.test=90", "loss=conf"]
+    res = run(cfg_factory(*args, "analysis.noise_control=true", "analysis.easy_to_hard.by=confidence"))
+    assert res["task_info"]["classes"] == 3 and res["task_info"]["after_each"] == 80
+    for role in ("weak", "w2s", "ceiling", "noise"):
+        assert 0 <= res[role]["acc"] <= 1 and 0 <= res[role]["auroc"] <= 1
+    assert set(res["pgr"]) == {"acc", "auroc"} and res["agreement"]["w2s"]["all"] is not None
+    with pytest.raises(ConfigError, match="prompting scores two label words; task 'custom' has 3 classes"):
+        run(cfg_factory(*args, "analysis.prompting.enabled=true"))
+
+
 def test_a_stage_cached_without_weights_is_rebuilt_when_a_later_role_needs_them(cfg_factory):
     """A student's stage (weights not kept) reused as a chain step (weights needed) used to crash on state.pt."""
     run(cfg_factory(*TINY, "student=tiny-llama"))

@@ -416,12 +416,64 @@ def test_custom_errors(tmp_path):
     pd.DataFrame({"body": ["a", "b"], "label": [0, 1]}).to_csv(p, index=False)
     with pytest.raises(FormatError, match=r"missing column\(s\) \['text'\].*'body'"):
         load_custom(str(p))
-    pd.DataFrame({"text": ["a", "b", "c"], "label": [0, 1, 2]}).to_csv(p, index=False)
-    with pytest.raises(FormatError, match="binary.*'2'"):
+    pd.DataFrame({"text": ["a", "b", "c"], "label": [0, 0.5, 1]}).to_csv(p, index=False)
+    with pytest.raises(FormatError, match="row 1: label '0.5' is a fraction"):
+        load_custom(str(p))
+    pd.DataFrame({"text": ["a", "b", "c"], "label": ["pos", "pos", " pos "]}).to_csv(p, index=False)
+    with pytest.raises(FormatError, match=r"every label is \['pos'\]; a classifier needs two"):
+        load_custom(str(p))
+    pd.DataFrame({"text": ["a", "b", "c"], "label": ["pos", "1", "0"]}).to_csv(p, index=False)
+    with pytest.raises(FormatError, match="mix numbers and words"):
+        load_custom(str(p))
+    pd.DataFrame({"text": ["a", "b"], "label": ["1", ""]}).to_csv(p, index=False)
+    with pytest.raises(FormatError, match="row 1: empty label"):
+        load_custom(str(p))
+    pd.DataFrame({"text": ["a"] * 300, "label": [f"sentence {i}" for i in range(300)]}).to_csv(p, index=False)
+    with pytest.raises(FormatError, match="300 distinct values in 300 rows"):
         load_custom(str(p))
     pd.DataFrame({"text": ["a", "b"], "label": ["pos", "meh"]}).to_csv(p, index=False)
     with pytest.raises(FormatError, match="'meh'"):
         load_custom(str(p), label_map={"pos": 1, "neg": 0})
+
+
+@pytest.mark.parametrize(
+    "labels,want",
+    [
+        ([0, 1, 2, 1], [0, 1, 2, 1]),  # class indices as they are
+        (["True", "false", "TRUE", "False"], [1, 0, 1, 0]),
+        (["1.0", "0.0", "1", "0"], [1, 0, 1, 0]),
+        ([5, 1, 3, 5], [2, 0, 1, 2]),  # stars: sorted
+        ([-1, 1, 1, -1], [0, 1, 1, 0]),
+        (["positive", "negative", "neutral", " positive"], [2, 0, 1, 2]),  # words: sorted, stripped
+    ],
+)
+def test_custom_labels_become_class_indices(tmp_path, labels, want):
+    p = tmp_path / "d.csv"
+    pd.DataFrame({"text": ["a", "b", "c", "d"], "label": labels}).to_csv(p, index=False)
+    assert load_custom(str(p))["label"] == want
+
+
+def test_custom_cells_stay_as_written_and_text_columns_join(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text('question,passage,answer\nNA,007,True\n"is it, really?",null,False\n')
+    ds = load_custom(str(p), text_column=["question", "passage"], label_column="answer")
+    assert ds["text"] == ["NA\n007", "is it, really?\nnull"] and ds["label"] == [1, 0]
+    with pytest.raises(FormatError, match=r"missing column\(s\) \['context'\]"):
+        load_custom(str(p), text_column=["question", "context"], label_column="answer")
+    j = tmp_path / "lines.json"  # JSON lines under a .json name
+    j.write_text('{"text": "x", "label": "b"}\n{"text": "y", "label": "a"}\n')
+    assert load_custom(str(j))["label"] == [1, 0]
+
+
+def test_custom_multiclass_task_infers_and_balances_its_classes(tmp_path):
+    p = tmp_path / "d.csv"
+    pd.DataFrame({"text": [f"t{i}" for i in range(14)], "label": ["a"] * 6 + ["b"] * 4 + ["c"] * 4}).to_csv(
+        p, index=False
+    )
+    cfg = cfg_of("custom")
+    cfg.path = str(p)
+    ds, info = load_task(cfg)
+    assert info["classes"] == 3 and info["after_each"] == 4 and sorted(set(ds["label"])) == [0, 1, 2]
 
 
 # ---- fit_length ----------------------------------------------------------------------------------------

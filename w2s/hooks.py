@@ -173,7 +173,7 @@ def easy_to_hard(ctx: Context) -> dict[str, Any]:
 @hook(
     "prompting",
     on=lambda an: bool((an.get("prompting") or {}).get("enabled")),
-    check=lambda cfg, data: check_prompting(cfg),
+    check=lambda cfg, data: check_prompting(cfg, data.info.get("classes")),
 )
 def prompting(ctx: Context) -> dict[str, Any]:
     """Section 5.2.1: k-shot prompting of a decoder, shots with GT of A or the supervisor's labels of B."""

@@ -82,12 +82,16 @@ def score(model: Any, tok: Any, prompts: list[str], label_ids: list[int], batch_
     return probs
 
 
-def check_prompting(cfg: Any) -> None:
+def check_prompting(cfg: Any, classes: int | None) -> None:
     """Every prompting setting that can fail, before any training: one line naming the value."""
     pr = cfg.analysis.prompting
     if cfg.task.type != "classify" or not cfg.task.get("prompt_template"):
         raise ConfigError(
             f"analysis.prompting needs a classify task with a prompt_template; task {cfg.task.name!r} has none"
+        )
+    if classes is not None and classes != 2:
+        raise ConfigError(
+            f"analysis.prompting scores two label words; task {cfg.task.name!r} has {classes} classes"
         )
     if pr.model not in choices("model"):
         raise ConfigError(f"analysis.prompting.model={pr.model!r} unknown; choices: {decoders()}")

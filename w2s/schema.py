@@ -361,19 +361,26 @@ def check_template(cfg: Any) -> None:
 
 
 def check_label_map(cfg: Any) -> None:
-    """A label map sends each label value to 0 or 1."""
+    """A label map sends each label value to a class index, and its classes are 0..C-1 with C >= 2 (a class
+    nobody maps to would be a class without rows)."""
     lm = OmegaConf.select(cfg, "task.loader.label_map")
     if lm is None:
         return
+    eg = "e.g. {pos: 1, neg: 0} or {neg: 0, neutral: 1, pos: 2}"
     if not isinstance(lm, DictConfig) or not lm:
-        raise ConfigError(
-            f"task.loader.label_map={_show(lm)} must map label values to 0/1, e.g. {{pos: 1, neg: 0}}"
-        )
+        raise ConfigError(f"task.loader.label_map={_show(lm)} must map label values to class indices, {eg}")
     for k, v in lm.items():
-        if isinstance(v, bool) or v not in (0, 1):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(
-                f"task.loader.label_map has {k}: {v}; each label must map to 0 or 1, e.g. {{pos: 1, neg: 0}}"
+                f"task.loader.label_map has {k}: {v}; each label maps to a class index >= 0, {eg}"
             )
+    used = set(lm.values())
+    if used != set(range(len(used))) or len(used) < 2:
+        k, v = max(lm.items(), key=lambda kv: kv[1])
+        raise ConfigError(
+            f"task.loader.label_map has {k}: {v}, but its values must be the class indices 0..C-1, each used, "
+            f"C >= 2 (it uses {sorted(used)}), {eg}"
+        )
 
 
 def check(cfg: DictConfig) -> None:

@@ -2,15 +2,17 @@
 
 One generic loader, `load_hub`, reads a hub dataset (or an injected fixture / local file in the hub's own
 schema) and applies one formatter of `w2s.tasks.formatters`; the task's `template` renders `text` from its
-fields. `load_custom` reads a CSV / TSV / JSON(L) / parquet file with a text and a binary label column.
+fields. `load_custom` reads a CSV / TSV / JSON(L) / parquet file with a text column (or several) and a class label column.
 See docs/TASKS.md for ids, splits and the leak findings.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from datasets import Dataset
 
 from w2s.errors import FormatError
 from w2s.tasks.formatters import FORMATTERS, Fields
+
+log = logging.getLogger(__name__)
 
 OFFLINE_ENV = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
 
@@ -181,13 +185,28 @@ def load_hub(
 # A user's own file
 
 
+#: Delimited text is read as strings, cells as written: "NA", "null" or "007" stay text, never NaN or 7.
+_AS_WRITTEN = {"dtype": str, "keep_default_na": False}
 _READERS: dict[str, Callable[[str], Any]] = {
-    ".csv": lambda p: __import__("pandas").read_csv(p),
-    ".tsv": lambda p: __import__("pandas").read_csv(p, sep="\t"),
-    ".jsonl": lambda p: __import__("pandas").read_json(p, lines=True),
-    ".json": lambda p: __import__("pandas").read_json(p),
+    ".csv": lambda p: __import__("pandas").read_csv(p, **_AS_WRITTEN),
+    ".tsv": lambda p: __import__("pandas").read_csv(p, sep="\t", **_AS_WRITTEN),
+    ".jsonl": lambda p: __import__("pandas").read_json(p, lines=True, dtype=False, convert_dates=False),
+    ".json": lambda p: _read_json(p),
     ".parquet": lambda p: __import__("pandas").read_parquet(p),
 }
+#: A label column with more distinct values than this share of its rows (and over MAX_CLASSES) is no class column.
+MAX_CLASSES = 100
+_INT = re.compile(r"[+-]?\d+(\.0*)?")
+
+
+def _read_json(p: str) -> Any:
+    """A JSON array of records (or of columns); JSON lines saved as .json are read too."""
+    import pandas as pd
+
+    try:
+        return pd.read_json(p, dtype=False, convert_dates=False)
+    except ValueError:
+        return pd.read_json(p, lines=True, dtype=False, convert_dates=False)
 
 
 def _read(p: Path, ext: str) -> Any:
@@ -212,12 +231,13 @@ def _read(p: Path, ext: str) -> Any:
 
 def load_custom(
     path: str,
-    text_column: str = "text",
+    text_column: str | list[str] = "text",
     label_column: str = "label",
     label_map: dict[Any, int] | None = None,
     limit: int | None = None,
 ) -> Dataset:
-    """A user's CSV / TSV / JSONL / JSON / parquet with a text and a binary label column (or a mapping).
+    """A user's CSV / TSV / JSONL / JSON / parquet file with a text column (or several, joined by newlines:
+    `text_column=[question, passage]`) and a label column: two classes or more (`_class_indices`).
 
     `limit` keeps the first rows (quick runs)."""
     p = Path(str(path)).expanduser()
@@ -235,35 +255,91 @@ def load_custom(
         df = df.iloc[: int(limit)]
     if len(df) == 0:
         raise FormatError(f"custom task file {str(p)!r} has no data rows (a header at most)")
-    missing = [c for c in (text_column, label_column) if c not in df.columns]
-    if missing:
+    texts = [str(text_column)] if isinstance(text_column, str) else [str(c) for c in text_column]
+    missing = [c for c in (*texts, label_column) if c not in df.columns]
+    if missing or not texts:
         raise FormatError(
-            f"custom task file {str(p)!r}: missing column(s) {missing}; it has {list(map(str, df.columns))} "
-            "(set task.loader.text_column / task.loader.label_column)"
+            f"custom task file {str(p)!r}: missing column(s) {missing or texts}; it has "
+            f"{list(map(str, df.columns))} (set task.loader.text_column / task.loader.label_column)"
         )
-    raw = df[label_column].tolist()
-    if label_map is not None:
-        lm = {str(k): int(v) for k, v in dict(label_map).items()}
-        unmapped = sorted({str(v) for v in raw} - set(lm))
-        if unmapped:
-            raise FormatError(f"custom task: label values {unmapped[:10]} not in label_map keys {sorted(lm)}")
-        labels = [lm[str(v)] for v in raw]
-    else:
-        labels = [_as_binary(v) for v in raw]
-    bad = sorted({str(v) for v, b in zip(raw, labels, strict=True) if b not in (0, 1)})
-    if bad:
-        raise FormatError(
-            f"custom task: labels must be binary 0/1, found {bad[:10]}; map them with "
-            "task.loader.label_map={pos: 1, neg: 0}"
-        )
+    cells = [[_text_cell(t, i, p) for i, t in enumerate(df[c])] for c in texts]
     return Dataset.from_dict(
         {
             "id": [f"custom-{i}" for i in range(len(df))],
             # an empty cell stays None (not the string "nan"), so check_schema names its row
-            "text": [_text_cell(t, i, p) for i, t in enumerate(df[text_column])],
-            "label": labels,
+            "text": [None if None in row else "\n".join(row) for row in zip(*cells, strict=True)],
+            "label": _class_indices(df[label_column].tolist(), label_map, p),
         }
     )
+
+
+def _class_indices(raw: list[Any], label_map: dict[Any, int] | None, p: Path) -> list[int]:
+    """Class indices for a label column. Through `label_map` when given; else 0/1, true/false and integer class
+    indices 0..C-1 are taken as they are, and any other set of values (words, 1..5 stars, -1/1) is numbered in
+    sorted order, the mapping logged. One class, a blank, a fraction or text-like variety is one line."""
+    for i, v in enumerate(raw):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or not str(v).strip():
+            raise FormatError(f"custom task file {str(p)!r} row {i}: empty label")
+    if label_map is not None:
+        lm = {str(k): int(v) for k, v in dict(label_map).items()}
+        unmapped = sorted({str(v) for v in raw} - set(lm))
+        if unmapped:
+            raise FormatError(
+                f"custom task: label values {_few(unmapped)} not in label_map keys {sorted(lm)}"
+            )
+        return [lm[str(v)] for v in raw]
+    values = [_label_value(v, i, p) for i, v in enumerate(raw)]
+    found = sorted(set(values), key=lambda v: (isinstance(v, str), v))
+    if len(found) < 2:
+        raise FormatError(
+            f"custom task file {str(p)!r}: every label is {_few(found)}; a classifier needs two classes or more "
+            "(or set task.loader.label_column to the column that holds them)"
+        )
+    if any(isinstance(v, str) for v in found) and any(isinstance(v, int) for v in found):
+        raise FormatError(
+            f"custom task: labels mix numbers and words, found {_few(found)}; map them with "
+            "task.loader.label_map={pos: 1, neg: 0}"
+        )
+    if len(found) > MAX_CLASSES and len(found) > len(values) // 2:
+        raise FormatError(
+            f"custom task: the label column has {len(found)} distinct values in {len(values)} rows, e.g. "
+            f"{_few(found)}; labels must be classes (set task.loader.label_column, or task.loader.label_map)"
+        )
+    if found != list(range(len(found))):
+        log.info("custom task %s: labels %s -> class indices 0..%d", p.name, _few(found), len(found) - 1)
+    index = {v: c for c, v in enumerate(found)}
+    return [index[v] for v in values]
+
+
+def _label_value(v: Any, row: int, p: Path) -> int | str:
+    """A label cell as an int (bools, integral numbers and their strings) or a stripped word."""
+    if isinstance(v, bool | np.bool_):
+        return int(v)
+    s = str(v).strip()
+    if s.lower() in ("true", "false"):
+        return int(s.lower() == "true")
+    if _INT.fullmatch(s):
+        return int(float(s)) if "." in s else int(s)
+    if isinstance(v, float | np.floating) or _is_number(s):
+        raise FormatError(
+            f"custom task file {str(p)!r} row {row}: label {s[:40]!r} is a fraction, not a class; labels are "
+            "classes (0/1, indices 0..C-1, or words); map them with task.loader.label_map"
+        )
+    return s
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _few(values: list[Any], n: int = 10, width: int = 40) -> str:
+    """The first n values, each cut to `width` characters (a stray 10 MB cell stays one line)."""
+    shown = [v if not isinstance(v, str) or len(v) <= width else v[:width] + "..." for v in values[:n]]
+    return str(shown) + (f" (+{len(values) - n} more)" if len(values) > n else "")
 
 
 def _text_cell(t: Any, row: int, p: Path) -> str | None:
@@ -278,11 +354,3 @@ def _text_cell(t: Any, row: int, p: Path) -> str | None:
     if "\x00" in str(t):
         raise FormatError(f"custom task file {str(p)!r} row {row}: text holds a NUL byte (\\x00)")
     return str(t)
-
-
-def _as_binary(v: Any) -> int | None:
-    """0/1 from ints, bools, floats 0.0/1.0 and their strings; anything else -> None (reported)."""
-    if isinstance(v, bool | np.bool_):
-        return int(v)
-    s = str(v).strip().lower()
-    return {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "true": 1, "false": 0}.get(s)
