@@ -43,12 +43,22 @@ def test_folder_labels_are_the_sorted_class_folders(tmp_path):
             _save(tmp_path / cls / f"{i}.png", _rgb((10 * i, 0, 0)))
     _save(tmp_path / "ant" / "deep" / "x.JPG", _rgb((0, 0, 9)), "JPEG")  # nested, upper-case extension
     (tmp_path / "ant" / "notes.txt").write_text("not an image")
+    for fmt, ext in (
+        ("BMP", "bmp"),
+        ("WEBP", "webp"),
+        ("TIFF", "TIF"),
+        ("PPM", "ppm"),
+    ):  # torchvision's others
+        _save(tmp_path / "moth" / f"m.{ext}", _rgb((1, 2, 3)), fmt)
+    (tmp_path / "zebra" / "._0.png").write_bytes(b"\x00\x05\x16\x07")  # macOS metadata: hidden, not an image
+    _save(tmp_path / "zebra" / ".thumbs" / "t.png", _rgb((0, 0, 0)))
     ds = load_image_folder(str(tmp_path))
     assert ds.column_names == ["id", "image", "label", "class_name"]
     rows = {r["id"]: (r["label"], r["class_name"]) for r in ds}
     assert rows["ant/0.png"] == (0, "ant") and rows["ant/deep/x.JPG"] == (0, "ant")
     assert rows["moth/0.png"] == (1, "moth") and rows["zebra/1.png"] == (2, "zebra")
-    assert len(ds) == 7 and decode(ds[0]["image"]).mode == "RGB"
+    assert rows["moth/m.webp"] == (1, "moth") and rows["moth/m.TIF"] == (1, "moth")
+    assert len(ds) == 11 and all(decode(img).mode == "RGB" for img in ds["image"])
 
 
 def test_grey_palette_16bit_and_transparent_images_decode_to_rgb():
@@ -104,7 +114,7 @@ def _all_corrupt_class(root: Path) -> None:
         (lambda root: root.write_text("a file"), "not a folder"),
         (lambda root: root.mkdir(), "empty of class subfolders"),
         (_one_class, "one class folder (only)"),
-        (_no_images, "['b'] hold no .png"),
+        (_no_images, "['b'] hold no image file; extensions: ['.png'"),
         (_flat, "holds 1 images but no class subfolders"),
         (_all_corrupt_class, "no readable image left in class folder(s) ['b']"),
     ],

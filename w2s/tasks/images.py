@@ -25,7 +25,8 @@ from w2s.tasks.bigbench import task_json
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = (".png", ".jpg", ".jpeg")
+#: torchvision ImageFolder's image extensions (any case); PIL reads them all.
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 #: Skipped files a warning names (the count covers all of them).
 SHOWN = 5
 _WNID = re.compile(r"n\d{8}")
@@ -138,18 +139,27 @@ def _class_folders(root: Path) -> list[Path]:
 
 
 def load_image_folder(path: str, limit: int | None = None, seed: int = 0) -> Dataset:
-    """torchvision's ImageFolder layout: `path/<class>/**/<file>.png|jpg|jpeg` (any case); the sorted class
-    folder names are the labels 0..C-1, ids are paths relative to `path`. `limit` keeps a seeded
-    `limit // C` images per class, chosen before decoding so a large folder is read only in part."""
+    """torchvision's ImageFolder layout: `path/<class>/**/<file>.png|jpg|...` (`EXTENSIONS`, any case; hidden
+    files and folders such as macOS `._x.jpg` are not images); the sorted class folder names are the labels
+    0..C-1, ids are paths relative to `path`. `limit` keeps a seeded `limit // C` images per class, chosen before
+    decoding so a large folder is read only in part."""
     root = Path(path).expanduser()
     classes = _class_folders(root)
     files = {
-        c.name: sorted(p for p in c.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        c.name: sorted(
+            p
+            for p in c.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in EXTENSIONS
+            and not any(part.startswith(".") for part in p.relative_to(c).parts)
+        )
         for c in classes
     }
     empty = [c for c, fs in files.items() if not fs]
     if empty:
-        raise TaskError(f"image folder {root}: class folder(s) {empty[:SHOWN]} hold no .png/.jpg/.jpeg file")
+        raise TaskError(
+            f"image folder {root}: class folder(s) {empty[:SHOWN]} hold no image file; extensions: {list(EXTENSIONS)}"
+        )
     listed = [(p, label) for label, c in enumerate(classes) for p in files[c.name]]
     chosen = [listed[i] for i in _balanced([lab for _, lab in listed], len(classes), limit, seed)]
     rows = []
