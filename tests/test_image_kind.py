@@ -77,12 +77,22 @@ def test_image_features_are_cached_by_content(cfg_factory, tmp_path):
     assert feat.keys([rows[0]]) == feat.keys([same])  # the key is the image's bytes, not its row
 
 
+def _rare_class(d: Path) -> None:
+    """Two classes of 20 images and one of 2: balancing leaves 6 rows, too few for fractional splits."""
+    for name, n in (("a", 20), ("b", 20), ("c", 2)):
+        (d / name).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (4, 4), (i, ord(name), 7)).save(d / name / f"{i}.png")
+
+
 @pytest.mark.parametrize(
     "make, says",
     [
         (lambda d: d.mkdir(), "empty of class subfolders"),
         (lambda d: (d / "only").mkdir(parents=True) or Image.new("RGB", (4, 4)).save(d / "only" / "a.png"),
          "one class folder"),
+        (_rare_class, "gives 0 of 6 examples (class balancing keeps the rarest class's 2 of each; classes had "
+                      "{'0': 20, '1': 20, '2': 2}; +task.balance=false keeps every row)"),
     ],
 )  # fmt: skip
 def test_a_bad_folder_is_one_line_and_exit_2(tmp_path, make, says):

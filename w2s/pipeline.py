@@ -31,7 +31,7 @@ from w2s.launch import check_layout
 from w2s.metrics import pgr_table
 from w2s.results import write_results
 from w2s.splits import is_fraction, make_splits, resolve_sizes, split_sizes
-from w2s.tasks import fingerprint, load_task
+from w2s.tasks import balance_note, fingerprint, load_task
 
 
 def task_stage(cfg: DictConfig) -> TaskData:
@@ -40,12 +40,12 @@ def task_stage(cfg: DictConfig) -> TaskData:
     loaded = None
     if any(is_fraction(v) for v in sizes.values()):  # fractions key by the counts they resolve to
         loaded = load_task(cfg.task, int(cfg.seed), kind_class(cfg.task.type))
-        sizes = resolve_sizes(sizes, len(loaded[0]))
+        sizes = resolve_sizes(sizes, len(loaded[0]), balance_note(loaded[1]))
     key = {"task": cfg.task, "sizes": sizes, "seed": int(cfg.seed), **fingerprint(cfg.task)}
 
     def build(out: Path) -> dict[str, Any]:
         ds, info = loaded or load_task(cfg.task, int(cfg.seed), kind_class(cfg.task.type))
-        splits = make_splits(ds, sizes, int(cfg.seed))
+        splits = make_splits(ds, sizes, int(cfg.seed), balance_note(info))
         DatasetDict({"all": ds, **splits}).save_to_disk(str(out / "splits"))
         return {"info": info, "sizes": sizes}
 

@@ -32,25 +32,26 @@ def split_sizes(
     return asked if n_rows is None else resolve_sizes(asked, n_rows)
 
 
-def resolve_sizes(sizes: dict[str, Any], n_rows: int) -> dict[str, int]:
-    """Counts stay; a fraction in (0, 1) becomes that share of `n_rows`, rounded down."""
+def resolve_sizes(sizes: dict[str, Any], n_rows: int, about: str = "") -> dict[str, int]:
+    """Counts stay; a fraction in (0, 1) becomes that share of `n_rows`, rounded down. `about` says where the
+    rows went (balancing), for the error."""
     out = {name: int(v * n_rows) if is_fraction(v) else int(v) for name, v in sizes.items()}
     for name, n in out.items():
         if n <= 0:
             raise TaskError(
-                f"split.{name}={sizes[name]} gives {n} of {n_rows} examples; every split needs at least one"
+                f"split.{name}={sizes[name]} gives {n} of {n_rows} examples{about}; every split needs at least one"
             )
     return out
 
 
-def make_splits(ds: Dataset, sizes: dict[str, int | float], seed: int) -> dict[str, Dataset]:
+def make_splits(ds: Dataset, sizes: dict[str, int | float], seed: int, about: str = "") -> dict[str, Dataset]:
     """Shuffle once with `seed` and cut consecutive blocks; each split keeps `idx`, its row in `ds`."""
-    sizes = resolve_sizes(sizes, len(ds))
+    sizes = resolve_sizes(sizes, len(ds), about)
     need = sum(sizes.values())
     if need > len(ds):
         asked = ", ".join(f"{k}={v}" for k, v in sizes.items())
         raise TaskError(
-            f"splits ask for {need} examples ({asked}) but the task has only {len(ds)}; "
+            f"splits ask for {need} examples ({asked}) but the task has only {len(ds)}{about}; "
             "give fractions of the rows instead, e.g. split=fraction or split.transfer=0.4"
         )
     order = np.random.default_rng(seed).permutation(len(ds))

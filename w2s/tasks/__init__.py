@@ -84,6 +84,17 @@ def balance(ds: Dataset, seed: int, classes: int = 2) -> tuple[Dataset, dict[str
     return ds.select(keep), {**{f"before_{c}": k for c, k in counts.items()}, "after_each": n}
 
 
+def balance_note(info: dict[str, Any]) -> str:
+    """Where a classified task's rows went, for split errors: balancing keeps the rarest class's count of each."""
+    before = {k.removeprefix("before_"): v for k, v in info.items() if k.startswith("before_")}
+    if "after_each" not in info or len(set(before.values())) <= 1:
+        return ""
+    return (
+        f" (class balancing keeps the rarest class's {info['after_each']} of each; classes had {before}; "
+        "+task.balance=false keeps every row)"
+    )
+
+
 def load_task(task_cfg: Any, seed: int = 0, kind: Any = None) -> tuple[Dataset, dict[str, Any]]:
     """Load, check, dedup and (for classified kinds) balance a task. Returns the dataset and its counts.
 
