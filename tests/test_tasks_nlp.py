@@ -460,6 +460,13 @@ def test_custom_cells_stay_as_written_and_text_columns_join(tmp_path):
     assert ds["text"] == ["NA\n007", "is it, really?\nnull"] and ds["label"] == [1, 0]
     with pytest.raises(FormatError, match=r"missing column\(s\) \['context'\]"):
         load_custom(str(p), text_column=["question", "context"], label_column="answer")
+    b = tmp_path / "excel.csv"  # a byte-order mark, CRLF and a space after the comma
+    b.write_bytes(b"\xef\xbb\xbftext, label\r\nhello,pos\r\nbye,neg\r\n")
+    assert load_custom(str(b))[:] == {
+        "id": ["custom-0", "custom-1"],
+        "text": ["hello", "bye"],
+        "label": [1, 0],
+    }
     j = tmp_path / "lines.json"  # JSON lines under a .json name
     j.write_text('{"text": "x", "label": "b"}\n{"text": "y", "label": "a"}\n')
     assert load_custom(str(j))["label"] == [1, 0]

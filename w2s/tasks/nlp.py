@@ -251,6 +251,7 @@ def load_custom(
             f"custom task file {str(p)!r}: unknown extension {ext!r}; choices: {sorted(_READERS)}"
         )
     df = _read(p, ext)
+    df.columns = [str(c).strip() for c in df.columns]  # "text, label" from a hand-written header
     if limit is not None:
         df = df.iloc[: int(limit)]
     if len(df) == 0:
