@@ -417,7 +417,7 @@ def test_custom_errors(tmp_path):
     with pytest.raises(FormatError, match=r"missing column\(s\) \['text'\].*'body'"):
         load_custom(str(p))
     pd.DataFrame({"text": ["a", "b", "c"], "label": [0, 0.5, 1]}).to_csv(p, index=False)
-    with pytest.raises(FormatError, match="row 1: label '0.5' is a fraction"):
+    with pytest.raises(FormatError, match="row 1: label '0.5' is a number but no whole one"):
         load_custom(str(p))
     pd.DataFrame({"text": ["a", "b", "c"], "label": ["pos", "pos", " pos "]}).to_csv(p, index=False)
     with pytest.raises(FormatError, match=r"every label is \['pos'\]; a classifier needs two"):

@@ -323,8 +323,8 @@ def _label_value(v: Any, row: int, p: Path) -> int | str:
         return int(float(s)) if "." in s else int(s)
     if isinstance(v, float | np.floating) or _is_number(s):
         raise FormatError(
-            f"custom task file {str(p)!r} row {row}: label {s[:40]!r} is a fraction, not a class; labels are "
-            "classes (0/1, indices 0..C-1, or words); map them with task.loader.label_map"
+            f"custom task file {str(p)!r} row {row}: label {s[:40]!r} is a number but no whole one, so no class; "
+            "labels are classes (0/1, indices 0..C-1, or words); map them with task.loader.label_map"
         )
     return s
 
