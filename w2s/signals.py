@@ -93,6 +93,18 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         raise Terminated(MESSAGE)
 
 
+def _quiet_lost_sigterm(previous: Any) -> Any:
+    """An unraisable hook: a `Terminated` raised inside a finalizer or a weakref callback (which Python prints
+    as "Exception ignored in ... Traceback") says nothing, since the flag stays set and the next safe point
+    stops with one line; anything else goes to `previous`."""
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Terminated):
+            previous(unraisable)
+
+    return hook
+
+
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """SIGTERM sets the flag and raises `Terminated` where the main thread is; the previous handler after."""
@@ -100,10 +112,12 @@ def sigterm_raises() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, _on_sigterm)  # Lightning's handler calls this one too
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _quiet_lost_sigterm(sys.unraisablehook)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
 
 
 class StopOnSigterm(pl.Callback):
