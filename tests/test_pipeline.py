@@ -114,14 +114,8 @@ def test_custom_multiclass_text_runs_the_ladder_with_its_analyses(cfg_factory, t
     rows = ["label,body,title"] + [f"{topics[i % 3]},a {topics[i % 3]} story {i},t{i}" for i in range(240)]
     path = tmp_path / "topics.csv"
     path.write_text("\n".join(rows))
-    args = [
-        *TINY,
-        "task=custom",
-        f"task.path={path}",
-        "task.loader.text_column=[title,body]",
-        "split=fraction",
-    ]
-    args += ["split.weak=30", "split.transfer=90", "split.val=30", "split.test=90", "loss=conf"]
+    args = [*TINY, "task=custom", f"task.path={path}", "task.loader.text_column=[title,body]", "loss=conf"]
+    args += ["split.weak=30", "split.transfer=90", "split.val=30", "split.test=90"]
     res = run(cfg_factory(*args, "analysis.noise_control=true", "analysis.easy_to_hard.by=confidence"))
     assert res["task_info"]["classes"] == 3 and res["task_info"]["after_each"] == 80
     for role in ("weak", "w2s", "ceiling", "noise"):

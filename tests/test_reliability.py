@@ -19,6 +19,7 @@ from datasets import load_from_disk
 
 from w2s import artifacts, models, offline
 from w2s.config import ConfigError
+from w2s.errors import FormatError
 from w2s.losses import XEnt
 from w2s.module import NonFiniteLoss
 from w2s.pipeline import run
@@ -280,8 +281,11 @@ def test_nan_loss_stops_naming_step_and_example_ids(cfg_factory, monkeypatch):
 
 def test_task_errors_raised_inside_loaders_are_not_wrapped(cfg_factory, tmp_path):
     (tmp_path / "one.csv").write_text("text,label\n" + "\n".join(f"t{i},1" for i in range(50)))
-    with pytest.raises(TaskError, match="lacks a class"):
+    with pytest.raises(FormatError, match="every label is \\[1\\]; a classifier needs two classes"):
         run(cfg_factory(*TINY, "task=custom", f"task.path={tmp_path / 'one.csv'}"))
+    (tmp_path / "two.csv").write_text("text,label\n" + "\n".join(f"t{i},{i % 2}" for i in range(50)))
+    with pytest.raises(TaskError, match="lacks a class"):  # three classes asked, two in the file
+        run(cfg_factory(*TINY, "task=custom", f"task.path={tmp_path / 'two.csv'}", "task.num_classes=3"))
 
 
 # --- supply chain -------------------------------------------------------------------------------------------------
