@@ -194,7 +194,8 @@ _READERS: dict[str, Callable[[str], Any]] = {
     ".json": lambda p: _read_json(p),
     ".parquet": lambda p: __import__("pandas").read_parquet(p),
 }
-#: A label column with more distinct values than this share of its rows (and over MAX_CLASSES) is no class column.
+#: A label column with more distinct values than this, and more than half as many as it has rows, holds no classes
+#: (most likely the text).
 MAX_CLASSES = 100
 _INT = re.compile(r"[+-]?\d+(\.0*)?")
 
@@ -279,7 +280,7 @@ def _class_indices(raw: list[Any], label_map: dict[Any, int] | None, p: Path) ->
     indices 0..C-1 are taken as they are, and any other set of values (words, 1..5 stars, -1/1) is numbered in
     sorted order, the mapping logged. One class, a blank, a fraction or text-like variety is one line."""
     for i, v in enumerate(raw):
-        if v is None or (isinstance(v, float) and np.isnan(v)) or not str(v).strip():
+        if _absent(v) or not str(v).strip():
             raise FormatError(f"custom task file {str(p)!r} row {i}: empty label")
     if label_map is not None:
         lm = {str(k): int(v) for k, v in dict(label_map).items()}
@@ -321,12 +322,17 @@ def _label_value(v: Any, row: int, p: Path) -> int | str:
         return int(s.lower() == "true")
     if _INT.fullmatch(s):
         return int(float(s)) if "." in s else int(s)
-    if isinstance(v, float | np.floating) or _is_number(s):
+    if _is_number(s):  # a fraction, NaN or inf
         raise FormatError(
             f"custom task file {str(p)!r} row {row}: label {s[:40]!r} is a number but no whole one, so no class; "
             "labels are classes (0/1, indices 0..C-1, or words); map them with task.loader.label_map"
         )
     return s
+
+
+def _absent(v: Any) -> bool:
+    """An empty cell as pandas gives it: None, or a float NaN (JSON null, parquet null)."""
+    return v is None or (isinstance(v, float) and np.isnan(v))
 
 
 def _is_number(s: str) -> bool:
@@ -346,7 +352,7 @@ def _few(values: list[Any], n: int = 10, width: int = 40) -> str:
 def _text_cell(t: Any, row: int, p: Path) -> str | None:
     """A text cell as a string: an empty cell stays None (check_schema names its row); a nested object or a NUL
     byte is refused (a JSON object's repr or a truncated C string is no text the user meant)."""
-    if t is None or (isinstance(t, float) and np.isnan(t)):
+    if _absent(t):
         return None
     if isinstance(t, dict | list | tuple | np.ndarray):
         raise FormatError(
